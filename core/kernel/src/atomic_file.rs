@@ -1,0 +1,325 @@
+//! Files that appear under their final name complete and durable, or not at all.
+//!
+//! An [`AtomicFile`] writes to a temporary file created exclusively (mode 0600) in the target's
+//! directory. [`AtomicFile::commit`] fsyncs it, moves it to the final name (refusing to replace
+//! an existing file unless asked), and fsyncs the directory so that the rename itself survives a
+//! power cut. Dropping an uncommitted writer removes the temporary file; a process killed with
+//! SIGKILL leaves only a hidden `.<name>.tmp-<random>` file, never a half-written final file.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::access::Ownership;
+use crate::{FileAction, PathError};
+
+/// Prefix of the hidden temporary files, so that stale ones can be recognised.
+pub const TEMP_PREFIX: &str = ".";
+/// Marker between the final name and the random suffix of a temporary file.
+pub const TEMP_MARKER: &str = ".tmp-";
+
+/// How a committed file may land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Fail with `AlreadyExists` if the final name exists (the default: nothing is overwritten).
+    Never,
+    /// Atomically replace an existing file (for rewriting the configuration).
+    Allowed,
+}
+
+/// A file being written that becomes visible under its final name only on [`commit`](Self::commit).
+#[derive(Debug)]
+pub struct AtomicFile {
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    file: Option<File>,
+    replace: Replace,
+}
+
+impl AtomicFile {
+    /// Starts writing `path` with the given mode and owner, never replacing an existing file.
+    pub fn create(path: &Path, ownership: Ownership) -> Result<Self, PathError> {
+        Self::create_with(path, ownership, Replace::Never)
+    }
+
+    /// Starts writing `path` with the given mode, owner and replacement rule.
+    pub fn create_with(
+        path: &Path,
+        ownership: Ownership,
+        replace: Replace,
+    ) -> Result<Self, PathError> {
+        let name = path.file_name().ok_or_else(|| {
+            PathError::new(
+                FileAction::Create,
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+            )
+        })?;
+        if replace == Replace::Never && path.symlink_metadata().is_ok() {
+            return Err(PathError::new(
+                FileAction::Create,
+                path,
+                io::Error::from(io::ErrorKind::AlreadyExists),
+            ));
+        }
+        let dir = parent_dir(path);
+        let (file, temp_path) = create_temp(&dir, name)?;
+        let atomic = AtomicFile {
+            final_path: path.to_path_buf(),
+            temp_path,
+            file: Some(file),
+            replace,
+        };
+        if let Some(file) = &atomic.file {
+            ownership.apply_to_file(file, &atomic.temp_path)?;
+        }
+        Ok(atomic)
+    }
+
+    /// The name the file will have once committed.
+    pub fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// The temporary file's current path.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp_path
+    }
+
+    /// Makes the file durable and visible under its final name.
+    ///
+    /// Order: fsync the data, rename (no-replace unless allowed), fsync the directory.
+    pub fn commit(mut self) -> Result<PathBuf, PathError> {
+        let file = self.file.take().ok_or_else(|| {
+            PathError::new(
+                FileAction::Write,
+                &self.temp_path,
+                io::Error::other("atomic file already closed"),
+            )
+        })?;
+        file.sync_all()
+            .map_err(PathError::at(FileAction::Sync, &self.temp_path))?;
+        drop(file);
+        match self.replace {
+            Replace::Allowed => fs::rename(&self.temp_path, &self.final_path)
+                .map_err(PathError::at(FileAction::Rename, &self.final_path))?,
+            Replace::Never => rename_no_replace(&self.temp_path, &self.final_path)?,
+        }
+        // From here on the temporary name no longer exists; Drop must not touch it.
+        self.temp_path = PathBuf::new();
+        sync_dir(&parent_dir(&self.final_path))?;
+        Ok(self.final_path.clone())
+    }
+
+    fn file_mut(&mut self) -> io::Result<&mut File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("atomic file already closed"))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file_mut()?.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file_mut()?.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file_mut()?.flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.temp_path.as_os_str().is_empty() {
+            self.file.take();
+            let _ = fs::remove_file(&self.temp_path);
+        }
+    }
+}
+
+/// Writes `contents` to `path` atomically in one call.
+pub fn write_atomic(
+    path: &Path,
+    contents: &[u8],
+    ownership: Ownership,
+    replace: Replace,
+) -> Result<PathBuf, PathError> {
+    let mut file = AtomicFile::create_with(path, ownership, replace)?;
+    file.write_all(contents)
+        .map_err(PathError::at(FileAction::Write, file.temp_path()))?;
+    file.commit()
+}
+
+/// Fsyncs a directory so that entries created or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), PathError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(PathError::at(FileAction::Sync, dir))
+}
+
+/// True if `name` is a temporary file left by an [`AtomicFile`] (e.g. after SIGKILL).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) && name.contains(TEMP_MARKER)
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> Result<(File, PathBuf), PathError> {
+    let rng = SystemRandom::new();
+    let mut last_err = None;
+    for _ in 0..8 {
+        let mut suffix = [0u8; 8];
+        rng.fill(&mut suffix).map_err(|_| {
+            PathError::new(
+                FileAction::Create,
+                dir,
+                io::Error::other("system random source failed"),
+            )
+        })?;
+        let mut temp_name = OsString::from(TEMP_PREFIX);
+        temp_name.push(name);
+        temp_name.push(TEMP_MARKER);
+        temp_name.push(hex::encode(suffix));
+        let temp_path = dir.join(temp_name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_CLOEXEC)
+            .open(&temp_path)
+        {
+            Ok(file) => return Ok((file, temp_path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
+            Err(e) => return Err(PathError::new(FileAction::Create, &temp_path, e)),
+        }
+    }
+    Err(PathError::new(
+        FileAction::Create,
+        dir,
+        last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)),
+    ))
+}
+
+fn rename_no_replace(from: &Path, to: &Path) -> Result<(), PathError> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        // File systems without RENAME_NOREPLACE: a hard link fails atomically if `to` exists.
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => {
+            fs::hard_link(from, to).map_err(PathError::at(FileAction::Rename, to))?;
+            fs::remove_file(from).map_err(PathError::at(FileAction::Remove, from))
+        }
+        Err(errno) => Err(PathError::new(
+            FileAction::Rename,
+            to,
+            io::Error::from_raw_os_error(errno as i32),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn owner_only() -> Ownership {
+        Ownership {
+            mode: 0o600,
+            gid: None,
+            uid: None,
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn nothing_appears_under_the_final_name_before_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("out.bin");
+        let mut f = AtomicFile::create(&target, owner_only()).expect("create");
+        f.write_all(b"half").expect("write");
+        assert!(!target.exists());
+        let listed = names(dir.path());
+        assert_eq!(listed.len(), 1);
+        assert!(is_temp_name(&listed[0]), "{listed:?}");
+        f.commit().expect("commit");
+        assert_eq!(fs::read(&target).expect("read"), b"half");
+        assert_eq!(names(dir.path()), vec!["out.bin".to_string()]);
+    }
+
+    #[test]
+    fn dropping_an_uncommitted_file_removes_the_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("out.bin");
+        {
+            let mut f = AtomicFile::create(&target, owner_only()).expect("create");
+            f.write_all(b"abandoned").expect("write");
+        }
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn an_existing_file_is_never_replaced_unless_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("keep.bin");
+        fs::write(&target, b"original").expect("write");
+        let err = AtomicFile::create(&target, owner_only()).expect_err("must refuse");
+        assert_eq!(err.source.kind(), io::ErrorKind::AlreadyExists);
+
+        // Created while we were writing: the commit itself must refuse.
+        let racing = dir.path().join("race.bin");
+        let mut f = AtomicFile::create(&racing, owner_only()).expect("create");
+        f.write_all(b"new").expect("write");
+        fs::write(&racing, b"winner").expect("write");
+        let err = f.commit().expect_err("commit must not replace");
+        assert_eq!(err.source.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&racing).expect("read"), b"winner");
+        assert_eq!(fs::read(&target).expect("read"), b"original");
+
+        write_atomic(&target, b"replaced", owner_only(), Replace::Allowed).expect("replace");
+        assert_eq!(fs::read(&target).expect("read"), b"replaced");
+    }
+
+    #[test]
+    fn committed_file_has_the_requested_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("secret");
+        let ownership = Ownership {
+            mode: 0o640,
+            gid: None,
+            uid: None,
+        };
+        write_atomic(&target, b"x", ownership, Replace::Never).expect("write");
+        let mode = fs::metadata(&target).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn missing_directory_is_a_create_error_naming_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("missing").join("x");
+        let err = AtomicFile::create(&target, owner_only()).expect_err("no dir");
+        assert_eq!(err.action, FileAction::Create);
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+}

@@ -1,0 +1,573 @@
+//! The kernel configuration: one TOML file, parsed strictly.
+//!
+//! Where it is: `--config PATH`, else `$RANSOMEYE_CONFIG`, else [`DEFAULT_PATH`]. Unknown keys and
+//! values of the wrong type are errors that name the file, the line and the key. The file is only
+//! ever rewritten by atomic replace, keeping its mode and owner ([`Config::save`]).
+//!
+//! `RANSOMEYE_DATABASE_URL` and `RANSOMEYE_NATS_URL` override the URLs at run time
+//! ([`Config::with_env_overrides`]); they are never written back to the file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::Ownership;
+use crate::atomic_file::{write_atomic, Replace};
+use crate::keys::{public_key_id, KeyId, PUBLIC_KEY_LEN};
+use crate::{FileAction, PathError};
+
+/// Where the configuration is when neither `--config` nor `$RANSOMEYE_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/ransomeye/kernel.toml";
+/// Environment variable naming the configuration file.
+pub const ENV_CONFIG: &str = "RANSOMEYE_CONFIG";
+/// Environment variable overriding `[database] url`.
+pub const ENV_DATABASE_URL: &str = "RANSOMEYE_DATABASE_URL";
+/// Environment variable overriding `[bus] url`.
+pub const ENV_NATS_URL: &str = "RANSOMEYE_NATS_URL";
+/// Largest configuration file accepted.
+const MAX_CONFIG_LEN: u64 = 1 << 20;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[database]`: the PostgreSQL that holds RansomEye's state.
+    pub database: Database,
+    /// `[bus]`: the NATS bus that services and agents talk over.
+    pub bus: Bus,
+    /// `[keys]`: where key files live.
+    #[serde(default)]
+    pub keys: Keys,
+    /// `[archive]`: audit-log archival to cold storage.
+    #[serde(default)]
+    pub archive: Archive,
+    /// `[backup]`: database and file backups.
+    #[serde(default)]
+    pub backup: Backup,
+    /// `[trust]`: the active trust root.
+    pub trust: Trust,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// PostgreSQL connection URL, e.g. `postgres://ransomeye@127.0.0.1:5432/ransomeye`.
+    pub url: String,
+}
+
+/// `[bus]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bus {
+    /// NATS URL, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    /// Directory holding `signing.key`, `archive.key`, `backup.key`.
+    #[serde(default = "default_keys_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            dir: default_keys_dir(),
+        }
+    }
+}
+
+fn default_keys_dir() -> PathBuf {
+    PathBuf::from("/etc/ransomeye/keys")
+}
+
+/// `[archive]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Archive {
+    /// Cold-storage directory for encrypted archives.
+    #[serde(default = "default_archive_dir")]
+    pub dir: PathBuf,
+    /// Table holding the audit log.
+    #[serde(default = "default_archive_table")]
+    pub table: String,
+    /// Timestamp column that decides a row's age.
+    #[serde(default = "default_time_column")]
+    pub time_column: String,
+    /// Rows older than this many days are archived.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+impl Default for Archive {
+    fn default() -> Self {
+        Archive {
+            dir: default_archive_dir(),
+            table: default_archive_table(),
+            time_column: default_time_column(),
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+fn default_archive_dir() -> PathBuf {
+    PathBuf::from("/mnt/cold_storage")
+}
+fn default_archive_table() -> String {
+    "audit_logs".into()
+}
+fn default_time_column() -> String {
+    "created_at".into()
+}
+fn default_retention_days() -> u32 {
+    30
+}
+
+/// `[backup]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// Directory for encrypted backups.
+    #[serde(default = "default_backup_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            dir: default_backup_dir(),
+        }
+    }
+}
+
+fn default_backup_dir() -> PathBuf {
+    PathBuf::from("/var/backups")
+}
+
+/// `[trust]`: the active trust root that agents verify updates against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    /// Trust version, starting at 1 and incremented by each rotation.
+    pub version: u64,
+    /// Key id of the active signing key (16 hex digits).
+    pub key_id: String,
+    /// The active Ed25519 public key, 64 hex digits.
+    pub public_key: String,
+}
+
+/// Where the configuration file is and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    /// The path.
+    pub path: PathBuf,
+    /// How it was chosen: `--config`, `$RANSOMEYE_CONFIG` or the default.
+    pub origin: &'static str,
+}
+
+/// Chooses the configuration path: the flag, else the environment, else the default.
+pub fn resolve_path(flag: Option<&Path>, env: Option<&std::ffi::OsStr>) -> ConfigSource {
+    match (flag, env) {
+        (Some(p), _) => ConfigSource {
+            path: p.to_path_buf(),
+            origin: "--config",
+        },
+        (None, Some(e)) if !e.is_empty() => ConfigSource {
+            path: PathBuf::from(e),
+            origin: "$RANSOMEYE_CONFIG",
+        },
+        _ => ConfigSource {
+            path: PathBuf::from(DEFAULT_PATH),
+            origin: "default path",
+        },
+    }
+}
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file does not exist.
+    #[error("configuration file {} does not exist ({origin})", path.display())]
+    Missing {
+        /// The path looked at.
+        path: PathBuf,
+        /// How the path was chosen.
+        origin: &'static str,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("{}{}: {message}", path.display(), location.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Line and column, when known.
+        location: Option<Location>,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// Reading or writing the file failed.
+    #[error(transparent)]
+    Io(#[from] PathError),
+}
+
+/// A 1-based line and column in the configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration file (no environment overrides applied).
+    pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
+        use std::io::Read;
+        let path = &source.path;
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing {
+                    path: path.clone(),
+                    origin: source.origin,
+                })
+            }
+            Err(e) => return Err(PathError::new(FileAction::Open, path, e).into()),
+        };
+        let mut text = String::new();
+        file.take(MAX_CONFIG_LEN)
+            .read_to_string(&mut text)
+            .map_err(PathError::at(FileAction::Read, path))?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let location = e.span().map(|span| location_of(text, span.start));
+            let mut message = e.message().trim_end().to_string();
+            if let Some(key) = location.and_then(|l| key_on_line(text, l.line)) {
+                if !message.contains(&format!("`{key}`")) {
+                    message = format!("key `{key}`: {message}");
+                }
+            }
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                location,
+                message,
+            }
+        })?;
+        config.validate(path, text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let fail = |section: &str, key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            location: find_key(text, section, key),
+            message: format!("[{section}] {key}: {message}"),
+        };
+        if !(self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return Err(fail(
+                "database",
+                "url",
+                "must be a postgres:// or postgresql:// URL".into(),
+            ));
+        }
+        if !(self.bus.url.starts_with("nats://") || self.bus.url.starts_with("tls://")) {
+            return Err(fail("bus", "url", "must be a nats:// or tls:// URL".into()));
+        }
+        if !is_sql_identifier(&self.archive.table, true) {
+            return Err(fail(
+                "archive",
+                "table",
+                format!(
+                    "`{}` is not a plain table name (letters, digits, _; optionally schema.table)",
+                    self.archive.table
+                ),
+            ));
+        }
+        if !is_sql_identifier(&self.archive.time_column, false) {
+            return Err(fail(
+                "archive",
+                "time_column",
+                format!("`{}` is not a plain column name", self.archive.time_column),
+            ));
+        }
+        if self.archive.retention_days == 0 {
+            return Err(fail(
+                "archive",
+                "retention_days",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.trust.version == 0 {
+            return Err(fail("trust", "version", "must be at least 1".into()));
+        }
+        let public_key = self
+            .trust_public_key()
+            .map_err(|m| fail("trust", "public_key", m))?;
+        let derived = public_key_id(&public_key);
+        if KeyId::from_hex(&self.trust.key_id) != Some(derived) {
+            return Err(fail(
+                "trust",
+                "key_id",
+                format!(
+                    "`{}` does not match public_key (its key id is {derived})",
+                    self.trust.key_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The active trust root's public key, decoded.
+    pub fn trust_public_key(&self) -> Result<[u8; PUBLIC_KEY_LEN], String> {
+        let mut key = [0u8; PUBLIC_KEY_LEN];
+        hex::decode_to_slice(&self.trust.public_key, &mut key)
+            .map_err(|_| format!("must be {} hex digits", PUBLIC_KEY_LEN * 2))?;
+        Ok(key)
+    }
+
+    /// Applies `RANSOMEYE_DATABASE_URL` and `RANSOMEYE_NATS_URL` from `lookup` (normally the
+    /// process environment). Never save a configuration after calling this.
+    pub fn with_env_overrides(mut self, lookup: impl Fn(&str) -> Option<String>) -> Config {
+        if let Some(url) = lookup(ENV_DATABASE_URL).filter(|u| !u.is_empty()) {
+            self.database.url = url;
+        }
+        if let Some(url) = lookup(ENV_NATS_URL).filter(|u| !u.is_empty()) {
+            self.bus.url = url;
+        }
+        self
+    }
+
+    /// Serialises the configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings and integers cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Writes a new configuration file; refuses to replace an existing one.
+    pub fn create(&self, path: &Path) -> Result<PathBuf, ConfigError> {
+        let text = self.to_toml();
+        Ok(write_atomic(
+            path,
+            text.as_bytes(),
+            Ownership::secret_file(),
+            Replace::Never,
+        )?)
+    }
+
+    /// Atomically replaces the existing configuration file, keeping its mode and owner.
+    pub fn save(&self, path: &Path) -> Result<PathBuf, ConfigError> {
+        let meta = std::fs::metadata(path).map_err(PathError::at(FileAction::Read, path))?;
+        let text = self.to_toml();
+        Ok(write_atomic(
+            path,
+            text.as_bytes(),
+            Ownership::of(&meta),
+            Replace::Allowed,
+        )?)
+    }
+}
+
+/// A table or column name that can be interpolated into SQL without quoting tricks.
+pub fn is_sql_identifier(s: &str, allow_schema: bool) -> bool {
+    let part_ok = |p: &str| {
+        let mut chars = p.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && p.len() <= 63
+    };
+    match s.split_once('.') {
+        Some((schema, table)) if allow_schema => part_ok(schema) && part_ok(table),
+        Some(_) => false,
+        None => part_ok(s),
+    }
+}
+
+fn location_of(text: &str, offset: usize) -> Location {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    Location { line, column }
+}
+
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = l.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+/// Finds `key = …` inside `[section]`, for messages about semantically invalid values.
+fn find_key(text: &str, section: &str, key: &str) -> Option<Location> {
+    let mut in_section = false;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_section = trimmed.trim_start_matches('[').trim_end_matches(']').trim() == section;
+            continue;
+        }
+        if in_section {
+            if let Some((k, _)) = trimmed.split_once('=') {
+                if k.trim() == key {
+                    let column = line.len() - line.trim_start().len() + 1;
+                    return Some(Location {
+                        line: i + 1,
+                        column,
+                    });
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PK: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    fn sample() -> String {
+        let id = public_key_id(&hex::decode(PK).expect("hex"));
+        format!(
+            r#"[database]
+url = "postgres://postgres@127.0.0.1:5432/ransomeye"
+
+[bus]
+url = "nats://127.0.0.1:4222"
+
+[keys]
+dir = "/etc/ransomeye/keys"
+
+[archive]
+retention_days = 30
+
+[trust]
+version = 1
+key_id = "{id}"
+public_key = "{PK}"
+"#
+        )
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/ransomeye/kernel.toml"), text)
+    }
+
+    #[test]
+    fn sample_parses_with_defaults() {
+        let c = parse(&sample()).expect("valid");
+        assert_eq!(c.archive.table, "audit_logs");
+        assert_eq!(c.archive.time_column, "created_at");
+        assert_eq!(c.archive.dir, PathBuf::from("/mnt/cold_storage"));
+        assert_eq!(c.backup.dir, PathBuf::from("/var/backups"));
+        assert_eq!(c.trust.version, 1);
+    }
+
+    #[test]
+    fn serialised_config_parses_back_identically() {
+        let c = parse(&sample()).expect("valid");
+        assert_eq!(parse(&c.to_toml()).expect("round trip"), c);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = sample().replace("retention_days = 30", "retention_dayz = 30");
+        let err = parse(&text).expect_err("typo").to_string();
+        assert!(err.starts_with("/etc/ransomeye/kernel.toml:11:"), "{err}");
+        assert!(err.contains("retention_dayz"), "{err}");
+    }
+
+    #[test]
+    fn mistyped_value_names_the_key() {
+        let text = sample().replace("retention_days = 30", "retention_days = \"thirty\"");
+        let err = parse(&text).expect_err("wrong type").to_string();
+        assert!(err.contains(":11:"), "{err}");
+        assert!(err.contains("retention_days"), "{err}");
+    }
+
+    #[test]
+    fn unsafe_table_name_is_rejected_with_its_line() {
+        let text = sample().replace(
+            "retention_days = 30",
+            "table = \"audit_logs; drop table x\"",
+        );
+        let err = parse(&text).expect_err("injection").to_string();
+        assert!(err.contains(":11:"), "{err}");
+        assert!(err.contains("[archive] table"), "{err}");
+    }
+
+    #[test]
+    fn key_id_must_match_public_key() {
+        let id = public_key_id(&hex::decode(PK).expect("hex")).to_string();
+        let text = sample().replace(&id, "0000000000000000");
+        let err = parse(&text).expect_err("mismatch").to_string();
+        assert!(err.contains("[trust] key_id"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_replace_urls() {
+        let c = parse(&sample())
+            .expect("valid")
+            .with_env_overrides(|k| match k {
+                ENV_DATABASE_URL => Some("postgres://other/db".into()),
+                _ => None,
+            });
+        assert_eq!(c.database.url, "postgres://other/db");
+        assert_eq!(c.bus.url, "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn path_resolution_prefers_flag_then_env_then_default() {
+        let env = std::ffi::OsStr::new("/from/env.toml");
+        assert_eq!(
+            resolve_path(Some(Path::new("/flag.toml")), Some(env)).path,
+            PathBuf::from("/flag.toml")
+        );
+        assert_eq!(
+            resolve_path(None, Some(env)).path,
+            PathBuf::from("/from/env.toml")
+        );
+        assert_eq!(resolve_path(None, None).path, PathBuf::from(DEFAULT_PATH));
+    }
+
+    #[test]
+    fn save_replaces_atomically_and_keeps_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kernel.toml");
+        let mut c = parse(&sample()).expect("valid");
+        c.create(&path).expect("create");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        assert!(c.create(&path).is_err(), "create must not overwrite");
+        c.archive.retention_days = 90;
+        c.save(&path).expect("save");
+        let source = resolve_path(Some(&path), None);
+        assert_eq!(
+            Config::load(&source).expect("load").archive.retention_days,
+            90
+        );
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+}

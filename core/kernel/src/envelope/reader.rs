@@ -1,0 +1,201 @@
+//! The decrypting half of the envelope: a [`Read`] adapter that never hands out unverified bytes.
+
+use std::io::{self, Read};
+
+use ring::aead;
+
+use super::{derive_file_key, segment_nonce, EnvelopeError, Header, Purpose, HEADER_LEN, TAG_LEN};
+use crate::keys::SymmetricKey;
+
+/// Decrypts an envelope from `inner`.
+///
+/// Each segment's plaintext is returned only after its tag verified; end of stream (`Ok(0)`) is
+/// returned only after the final segment — the one sealed with the last-segment flag — verified
+/// and nothing follows it. Any failure is an [`io::ErrorKind::InvalidData`] error carrying an
+/// [`EnvelopeError`] (see [`EnvelopeError::from_io`]); after it the reader only returns errors.
+///
+/// Streaming means earlier segments are handed out before a later one fails: a consumer must
+/// read to the end and discard its output on error (the atomic writer does exactly that).
+pub struct EnvelopeReader<R: Read> {
+    inner: R,
+    key: aead::LessSafeKey,
+    header: [u8; HEADER_LEN],
+    nonce_prefix: [u8; super::NONCE_PREFIX_LEN],
+    segment_size: usize,
+    /// Ciphertext of one segment plus one byte of look-ahead, decrypted in place.
+    buf: Vec<u8>,
+    /// Verified plaintext not yet handed out: `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    /// Whether `buf[segment_size + TAG_LEN]` holds a look-ahead byte of the next segment.
+    carry: bool,
+    counter: u64,
+    state: State,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Reading,
+    Done,
+    Failed(EnvelopeError),
+    /// The source failed mid-segment; the stream position is lost.
+    SourceFailed,
+}
+
+enum SegmentError {
+    Io(io::Error),
+    Envelope(EnvelopeError),
+}
+
+impl<R: Read> EnvelopeReader<R> {
+    /// Reads the header from `inner` and prepares to decrypt with `key`.
+    pub fn open(mut inner: R, key: &SymmetricKey) -> io::Result<Self> {
+        let header = Header::read_from(&mut inner)?;
+        Self::with_header(inner, header, key).map_err(EnvelopeError::into_io)
+    }
+
+    /// Prepares to decrypt the segments following an already parsed `header` (e.g. after
+    /// choosing the key by the header's key id).
+    pub fn with_header(
+        inner: R,
+        header: Header,
+        key: &SymmetricKey,
+    ) -> Result<Self, EnvelopeError> {
+        if Purpose::for_key(key.purpose()) != Some(header.purpose) {
+            return Err(EnvelopeError::WrongPurpose {
+                file: header.purpose,
+                key: key.purpose(),
+            });
+        }
+        if header.key_id != key.id() {
+            return Err(EnvelopeError::WrongKey {
+                purpose: header.purpose,
+                file_key: header.key_id,
+                offered_key: key.id(),
+            });
+        }
+        let segment_size = header.segment_size as usize;
+        Ok(EnvelopeReader {
+            inner,
+            key: derive_file_key(key, header.purpose, &header.salt),
+            header: header.to_bytes(),
+            nonce_prefix: header.nonce_prefix,
+            segment_size,
+            buf: vec![0u8; segment_size + TAG_LEN + 1],
+            pos: 0,
+            end: 0,
+            carry: false,
+            counter: 0,
+            state: State::Reading,
+        })
+    }
+
+    fn segment_offset(&self) -> u64 {
+        HEADER_LEN as u64 + self.counter * (self.segment_size + TAG_LEN) as u64
+    }
+
+    /// Reads and verifies the next segment into `buf[..end]`.
+    fn next_segment(&mut self) -> Result<(), SegmentError> {
+        let full = self.segment_size + TAG_LEN;
+        let start = if self.carry {
+            self.buf[0] = self.buf[full];
+            1
+        } else {
+            0
+        };
+        let got =
+            read_full(&mut self.inner, &mut self.buf[start..=full]).map_err(SegmentError::Io)?;
+        let len = start + got;
+        // One byte beyond a full segment means another segment follows.
+        let last = len <= full;
+        self.carry = !last;
+        let sealed = if last { len } else { full };
+        if sealed < TAG_LEN {
+            return Err(SegmentError::Envelope(EnvelopeError::Truncated {
+                segment: self.counter,
+                offset: self.segment_offset() + sealed as u64,
+            }));
+        }
+        let counter = u32::try_from(self.counter)
+            .map_err(|_| SegmentError::Envelope(EnvelopeError::TooLong))?;
+        let nonce = segment_nonce(&self.nonce_prefix, counter, last);
+        let offset = self.segment_offset();
+        let plain_len = self
+            .key
+            .open_in_place(
+                nonce,
+                aead::Aad::from(&self.header[..]),
+                &mut self.buf[..sealed],
+            )
+            .map_err(|_| {
+                SegmentError::Envelope(EnvelopeError::Authentication {
+                    segment: u64::from(counter),
+                    offset,
+                    last,
+                })
+            })?
+            .len();
+        self.pos = 0;
+        self.end = plain_len;
+        self.counter += 1;
+        if last {
+            self.state = State::Done;
+        }
+        Ok(())
+    }
+
+    /// Plaintext segments verified so far.
+    pub fn segments_verified(&self) -> u64 {
+        self.counter
+    }
+}
+
+impl<R: Read> Read for EnvelopeReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.pos < self.end {
+                let n = (self.end - self.pos).min(out.len());
+                out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            match &self.state {
+                State::Done => return Ok(0),
+                State::Failed(e) => return Err(e.clone().into_io()),
+                State::SourceFailed => {
+                    return Err(io::Error::other("envelope source failed earlier"))
+                }
+                State::Reading => match self.next_segment() {
+                    Ok(()) => {}
+                    Err(SegmentError::Envelope(e)) => {
+                        self.end = 0;
+                        self.state = State::Failed(e.clone());
+                        return Err(e.into_io());
+                    }
+                    Err(SegmentError::Io(e)) => {
+                        self.end = 0;
+                        self.state = State::SourceFailed;
+                        return Err(e);
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Reads until `buf` is full or the source ends; returns the bytes read.
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}

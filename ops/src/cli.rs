@@ -1,0 +1,157 @@
+//! The command line: global options and one subcommand per operation (clap derive; the doc
+//! comments are the help text).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 success, 64 usage, 65 corrupt or tampered data, 66 input missing, 69 service unavailable,
+70 internal error, 73 cannot create output, 74 I/O error (e.g. disk full), 75 retry later (lock held),
+77 permission denied, 78 configuration error.";
+
+/// Day-2 operations for RansomEye: encrypted backups, audit-log archival, trust-key rotation and
+/// deep health checks — atomic, verified, encrypted.
+///
+/// Every operation requires root or membership in group 'ransomeye-admin'.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ransomeye-ops",
+    version,
+    propagate_version = true,
+    max_term_width = 110
+)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct Cli {
+    /// Configuration file [default: $RANSOMEYE_CONFIG, else /etc/ransomeye/kernel.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Machine-readable JSON on stdout (human messages and logs stay on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// The operation to run
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The operations.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the configuration and all keys of a new installation
+    #[command(
+        long_about = "\
+Create the configuration and all keys of a new installation.
+
+Writes the configuration file (--config, $RANSOMEYE_CONFIG or /etc/ransomeye/kernel.toml) and creates
+signing.key (Ed25519 trust root), archive.key and backup.key in --keys-dir, plus the keys, archive and
+backup directories if missing. Files are 0600 (0640 group ransomeye-admin when that group exists),
+directories 0700 (0750). Prints the trust public key and the key ids.
+
+Touches: the configuration file and the three directories; nothing else.
+Refuses (exit 73) if the configuration or any key already exists: replacing a key is rotation's job.",
+        after_long_help = "Example:\n  ransomeye-ops init --database-url postgres://ransomeye@127.0.0.1/ransomeye \\\n    --nats-url nats://127.0.0.1:4222 --keys-dir /etc/ransomeye/keys \\\n    --archive-dir /mnt/cold_storage --backup-dir /var/backups/ransomeye"
+    )]
+    Init(InitArgs),
+
+    /// Decrypt a file written by ransomeye-ops (archive or backup) to stdout or a file
+    #[command(
+        long_about = "\
+Decrypt any envelope file ransomeye-ops wrote (an archive or a backup) to stdout or to OUT.
+
+The key is chosen by the key id in the file's header from [keys] dir. The output is exactly what was
+encrypted: for an archive the zstd stream (pipe it through `zstd -d`), for a backup the dump stream.
+Every byte is authenticated; any truncation, reordering, appended data or flipped bit fails with exit 65.
+With -o, OUT appears only after the whole file verified (atomic write). On stdout, bytes of earlier
+segments may already have been written when a later segment fails: treat the output as invalid unless
+the exit code is 0.
+
+Touches: reads FILE and the key; writes OUT (never replacing an existing file) or stdout.
+Exit codes: 0 ok, 65 damaged or tampered file, 66 FILE missing, 73 OUT exists, 77 key not available.",
+        after_long_help = "Example:\n  ransomeye-ops decrypt /mnt/cold_storage/logs_2026-11-23.zst.enc | zstd -d | head"
+    )]
+    Decrypt(DecryptArgs),
+
+    /// Check database, bus, disk space and host; Nagios-style exit code
+    #[command(
+        long_about = "\
+Deep health check of database, bus, disk and host, run concurrently, each bounded by --timeout.
+
+database: connect, `select 1` latency, server version, connections used vs max_connections.
+bus: connect, round-trip time, JetStream available.
+disk: each configured directory (keys, archive, backup): free space and inodes; critical below 10 %
+free, warning below 20 %.
+host: load per core, available memory, disk I/O utilisation.
+
+The overall status is the worst check. Exit codes follow the Nagios plugin convention: 0 OK,
+1 WARNING, 2 CRITICAL, 3 UNKNOWN (usage, permission and configuration errors keep their sysexits codes).
+
+Touches: nothing but --prometheus FILE (node_exporter textfile format, written atomically).",
+        after_long_help = "Example:\n  ransomeye-ops --json health --timeout 3\n  ransomeye-ops health --prometheus /var/lib/node_exporter/textfile/ransomeye.prom"
+    )]
+    Health(HealthArgs),
+
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout
+    #[command(
+        after_long_help = "Example:\n  ransomeye-ops completions bash > /etc/bash_completion.d/ransomeye-ops"
+    )]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) to stdout
+    #[command(after_long_help = "Example:\n  ransomeye-ops man | man -l -")]
+    Man,
+}
+
+/// `init` arguments.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// PostgreSQL URL of the RansomEye database
+    #[arg(long, value_name = "URL")]
+    pub database_url: String,
+    /// NATS URL of the bus
+    #[arg(long, value_name = "URL")]
+    pub nats_url: String,
+    /// Directory for the key files
+    #[arg(long, value_name = "DIR")]
+    pub keys_dir: PathBuf,
+    /// Cold-storage directory for encrypted audit-log archives
+    #[arg(long, value_name = "DIR")]
+    pub archive_dir: PathBuf,
+    /// Directory for encrypted backups
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: PathBuf,
+}
+
+/// `decrypt` arguments.
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// The encrypted file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Write the plaintext here (atomically, never replacing a file) instead of stdout
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+/// `health` arguments.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Seconds each check may take before it counts as critical
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Also write node_exporter textfile metrics to FILE (atomically)
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+}

@@ -1,0 +1,89 @@
+//! `decrypt`: any envelope file the tool wrote, back to its exact plaintext.
+//!
+//! Procedure: read the header → pick the key by purpose and key id → stream-decrypt, verifying
+//! every segment → write to stdout, or to OUT through an atomic file that only appears once the
+//! whole input verified.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+
+use ransomeye_kernel::access::Ownership;
+use ransomeye_kernel::atomic_file::AtomicFile;
+use ransomeye_kernel::envelope::{EnvelopeReader, Header};
+use ransomeye_kernel::keys::KeyDir;
+use ransomeye_kernel::{FileAction, PathError};
+
+use super::Context;
+use crate::cli::DecryptArgs;
+use crate::error::{Exit, OpsError};
+use crate::utils::stdout_is_terminal;
+
+/// Bytes moved per read; a multiple of the envelope's segment size keeps copies whole.
+const COPY_BUF: usize = 256 * 1024;
+
+/// Runs `decrypt`.
+pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
+    if args.output.is_none() && stdout_is_terminal() {
+        return Err(OpsError::new(
+            Exit::Usage,
+            "refusing to write binary plaintext to a terminal",
+        )
+        .hint("redirect stdout (e.g. `| zstd -d`) or use -o OUT"));
+    }
+    let config = ctx.config()?;
+    let file = &args.file;
+    let mut input = BufReader::with_capacity(
+        COPY_BUF,
+        File::open(file).map_err(PathError::at(FileAction::Open, file))?,
+    );
+    let header = Header::read_from(&mut input).map_err(|e| OpsError::stream(file, e))?;
+    let key = KeyDir::new(&config.keys.dir).load_symmetric(header.purpose.key_purpose())?;
+    let mut plaintext = EnvelopeReader::with_header(input, header, &key)
+        .map_err(|e| OpsError::envelope(file, &e))?;
+
+    let written = match &args.output {
+        Some(out) => {
+            let mut target = AtomicFile::create(out, Ownership::secret_file())?;
+            let n = copy(&mut plaintext, &mut target, file, out)?;
+            target.commit()?;
+            n
+        }
+        None => {
+            let stdout = io::stdout();
+            let mut lock = stdout.lock();
+            let n = copy(
+                &mut plaintext,
+                &mut lock,
+                file,
+                std::path::Path::new("<stdout>"),
+            )?;
+            lock.flush()
+                .map_err(|e| PathError::new(FileAction::Write, "<stdout>", e))?;
+            n
+        }
+    };
+    tracing::info!(file = %file.display(), bytes = written, "decrypted and verified");
+    Ok(())
+}
+
+/// Copies verified plaintext to `out`, telling input failures (tampering) from output failures.
+fn copy(
+    input: &mut impl Read,
+    out: &mut impl Write,
+    input_path: &std::path::Path,
+    out_path: &std::path::Path,
+) -> Result<u64, OpsError> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(OpsError::stream(input_path, e)),
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| OpsError::from(PathError::new(FileAction::Write, out_path, e)))?;
+        total += n as u64;
+    }
+}

@@ -1,0 +1,204 @@
+//! `init`: a new installation's configuration and keys.
+//!
+//! Procedure: refuse if anything exists → create directories → generate and persist the keys →
+//! write the configuration last (its presence means "initialised") → report. If a step fails,
+//! the keys this run wrote are removed again, so a failed init leaves nothing half-made.
+
+use std::path::{Path, PathBuf};
+
+use ransomeye_kernel::access::create_private_dir;
+use ransomeye_kernel::config::{self, Config};
+use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
+use serde::Serialize;
+
+use super::Context;
+use crate::cli::InitArgs;
+use crate::error::{Exit, OpsError};
+use crate::utils::{absolute, print_json};
+
+/// What `init` created, as reported (public parts only).
+#[derive(Debug, Serialize)]
+struct InitReport {
+    config: PathBuf,
+    keys_dir: PathBuf,
+    trust: TrustReport,
+    key_ids: KeyIds,
+}
+
+#[derive(Debug, Serialize)]
+struct TrustReport {
+    version: u64,
+    key_id: String,
+    public_key: String,
+}
+
+#[derive(Debug, Serialize)]
+struct KeyIds {
+    signing: String,
+    archive: String,
+    backup: String,
+}
+
+/// Runs `init`.
+pub fn run(ctx: &Context, args: &InitArgs) -> Result<(), OpsError> {
+    let config_path = absolute(&ctx.config_source.path);
+    let keys = KeyDir::new(absolute(&args.keys_dir));
+    refuse_existing(&config_path, &keys)?;
+
+    let signing = SigningKey::generate()?;
+    let archive = SymmetricKey::generate(KeyPurpose::Archive)?;
+    let backup = SymmetricKey::generate(KeyPurpose::Backup)?;
+    let config = build_config(args, &keys, &signing)?;
+
+    for dir in [keys.path(), &config.archive.dir, &config.backup.dir] {
+        create_private_dir(dir)?;
+    }
+    if let Some(parent) = config_path.parent() {
+        create_private_dir(parent)?;
+    }
+
+    let mut written = Vec::new();
+    let outcome = persist(
+        &keys,
+        &signing,
+        &archive,
+        &backup,
+        &config,
+        &config_path,
+        &mut written,
+    );
+    if let Err(err) = outcome {
+        for path in written.iter().rev() {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(err);
+    }
+
+    report(ctx, &config_path, &keys, &config, &archive, &backup)
+}
+
+fn refuse_existing(config_path: &Path, keys: &KeyDir) -> Result<(), OpsError> {
+    let mut existing: Vec<PathBuf> = Vec::new();
+    if config_path.symlink_metadata().is_ok() {
+        existing.push(config_path.to_path_buf());
+    }
+    for purpose in [KeyPurpose::Signing, KeyPurpose::Archive, KeyPurpose::Backup] {
+        let path = keys.key_path(purpose);
+        if path.symlink_metadata().is_ok() {
+            existing.push(path);
+        }
+    }
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = existing.iter().map(|p| p.display().to_string()).collect();
+    Err(OpsError::new(
+        Exit::CantCreate,
+        format!("refusing to overwrite existing {}", list.join(", ")),
+    )
+    .hint(
+        "this installation is already initialised; replacing the trust key is `rotate-keys`'s job",
+    ))
+}
+
+fn build_config(args: &InitArgs, keys: &KeyDir, signing: &SigningKey) -> Result<Config, OpsError> {
+    let config = Config {
+        database: config::Database {
+            url: args.database_url.clone(),
+        },
+        bus: config::Bus {
+            url: args.nats_url.clone(),
+        },
+        keys: config::Keys {
+            dir: keys.path().to_path_buf(),
+        },
+        archive: config::Archive {
+            dir: absolute(&args.archive_dir),
+            ..config::Archive::default()
+        },
+        backup: config::Backup {
+            dir: absolute(&args.backup_dir),
+        },
+        trust: config::Trust {
+            version: 1,
+            key_id: signing.id().to_string(),
+            public_key: hex::encode(signing.public_key()),
+        },
+    };
+    // The same validation a later load applies, so init never writes a config it would refuse.
+    Config::parse(Path::new("<command line>"), &config.to_toml()).map_err(|e| {
+        OpsError::new(Exit::Usage, e.to_string().replace("<command line>: ", ""))
+            .hint("fix the URL given on the command line")
+    })
+}
+
+fn persist(
+    keys: &KeyDir,
+    signing: &SigningKey,
+    archive: &SymmetricKey,
+    backup: &SymmetricKey,
+    config: &Config,
+    config_path: &Path,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), OpsError> {
+    written.push(keys.create_signing(signing, KeyPurpose::Signing.file_name())?);
+    written.push(keys.create_symmetric(archive)?);
+    written.push(keys.create_symmetric(backup)?);
+    // Read the keys back through the same checks every command applies before trusting them.
+    let reloaded = keys.load_signing()?;
+    if reloaded.public_key() != signing.public_key() || !reloaded.self_test() {
+        return Err(OpsError::new(
+            Exit::Io,
+            "signing key did not read back intact",
+        ));
+    }
+    for key in [archive, backup] {
+        if keys.load_symmetric(key.purpose())?.id() != key.id() {
+            return Err(OpsError::new(
+                Exit::Io,
+                format!("{} key did not read back intact", key.purpose()),
+            ));
+        }
+    }
+    config.create(config_path)?;
+    Ok(())
+}
+
+fn report(
+    ctx: &Context,
+    config_path: &Path,
+    keys: &KeyDir,
+    config: &Config,
+    archive: &SymmetricKey,
+    backup: &SymmetricKey,
+) -> Result<(), OpsError> {
+    let report = InitReport {
+        config: config_path.to_path_buf(),
+        keys_dir: keys.path().to_path_buf(),
+        trust: TrustReport {
+            version: config.trust.version,
+            key_id: config.trust.key_id.clone(),
+            public_key: config.trust.public_key.clone(),
+        },
+        key_ids: KeyIds {
+            signing: config.trust.key_id.clone(),
+            archive: archive.id().to_string(),
+            backup: backup.id().to_string(),
+        },
+    };
+    if ctx.json {
+        return print_json(&report);
+    }
+    println!("initialised RansomEye ops");
+    println!("  config            {}", report.config.display());
+    println!("  keys dir          {}", report.keys_dir.display());
+    println!("  trust version     {}", report.trust.version);
+    println!("  trust public key  {}", report.trust.public_key);
+    println!("  signing key id    {}", report.key_ids.signing);
+    println!("  archive key id    {}", report.key_ids.archive);
+    println!("  backup key id     {}", report.key_ids.backup);
+    println!(
+        "Back up the keys directory offline now: archives and backups cannot be read without it."
+    );
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! One module per operation. Each command's top function reads as the steps of its procedure.
+
+pub mod decrypt;
+pub mod health;
+pub mod init;
+
+use ransomeye_kernel::config::{self, Config, ConfigSource};
+
+use crate::cli::{Cli, Command};
+use crate::error::{Exit, OpsError};
+
+/// What every command gets: where the configuration is and how to report.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The configuration file and how it was chosen.
+    pub config_source: ConfigSource,
+    /// `--json`: machine output on stdout.
+    pub json: bool,
+}
+
+impl Context {
+    /// Loads the configuration file and applies the environment overrides.
+    pub fn config(&self) -> Result<Config, OpsError> {
+        Ok(Config::load(&self.config_source)?.with_env_overrides(|k| std::env::var(k).ok()))
+    }
+}
+
+/// Runs the parsed command; returns the exit code on success (health returns Nagios codes).
+pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
+    let ctx = Context {
+        config_source: config::resolve_path(
+            cli.config.as_deref(),
+            std::env::var_os(config::ENV_CONFIG).as_deref(),
+        ),
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Init(args) => init::run(&ctx, &args).map(|()| 0),
+        Command::Decrypt(args) => decrypt::run(&ctx, &args).map(|()| 0),
+        Command::Health(args) => health::run(&ctx, &args),
+        Command::Completions { .. } | Command::Man => Err(OpsError::new(
+            Exit::Software,
+            "completions and man are handled before dispatch",
+        )),
+    }
+}

@@ -1,0 +1,48 @@
+//! Small helpers shared by commands: the async runtime, terminal detection, JSON output.
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::error::{Exit, OpsError};
+
+/// A multi-threaded tokio runtime for commands that talk to the database or the bus.
+/// Built per command, never before argument parsing, so `--help` stays instant.
+pub fn runtime() -> Result<tokio::runtime::Runtime, OpsError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            OpsError::new(
+                Exit::Software,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })
+}
+
+/// True when stdout is a terminal (binary output is refused there, progress bars shown).
+pub fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+/// Prints `value` as one line of JSON on stdout.
+pub fn print_json(value: &impl Serialize) -> Result<(), OpsError> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .map_err(|e| OpsError::new(Exit::Io, format!("cannot write to stdout: {e}")))
+}
+
+/// Makes a relative path absolute against the current directory, so the configuration
+/// written by `init` works from cron, systemd or any other working directory.
+pub fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
