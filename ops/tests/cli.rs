@@ -64,17 +64,11 @@ fn unprivileged_user_is_denied_before_anything_is_touched() {
     let w = World::empty();
     w.open_to_others();
     let out = run(w
-        .ops_with(bin.command())
-        .args([
-            "init",
-            "--database-url",
+        .init_command(
+            w.ops_with(bin.command()),
             "postgres://x@127.0.0.1/x",
-            "--nats-url",
             "nats://127.0.0.1:1",
-        ])
-        .args(["--keys-dir".as_ref(), w.path("keys").as_os_str()])
-        .args(["--archive-dir".as_ref(), w.path("archive").as_os_str()])
-        .args(["--backup-dir".as_ref(), w.path("backups").as_os_str()])
+        )
         .uid(NOBODY)
         .gid(NOBODY));
     out.expect_code(77)

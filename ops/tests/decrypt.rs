@@ -62,7 +62,15 @@ fn decrypt_to_a_file_is_atomic_and_never_overwrites() {
     let file = archive_file(&w, "logs.zst.enc", &plain);
     let out_path = w.path("out/plain.bin");
     std::fs::create_dir(w.path("out")).expect("mkdir");
-    run(w.ops().arg("decrypt").arg(&file).arg("-o").arg(&out_path)).expect_code(0);
+    let out = run(w
+        .ops()
+        .args(["--json", "decrypt"])
+        .arg(&file)
+        .arg("-o")
+        .arg(&out_path));
+    out.expect_code(0);
+    assert_eq!(out.json()["plaintext_bytes"], plain.len() as u64);
+    assert_eq!(out.json()["purpose"], "archive");
     assert_eq!(std::fs::read(&out_path).expect("out"), plain);
     let mode = std::fs::metadata(&out_path)
         .expect("meta")
@@ -152,6 +160,23 @@ fn loose_key_permissions_exit_77_with_the_fix() {
         .expect_code(77)
         .stderr_has(&key.display().to_string())
         .stderr_has("chmod");
+}
+
+#[test]
+fn json_without_output_file_is_a_usage_error() {
+    let w = World::initialised();
+    let file = archive_file(&w, "logs.zst.enc", b"rows");
+    let out = w
+        .ops()
+        .args(["--json", "decrypt"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        !out.stdout.windows(4).any(|win| win == b"rows"),
+        "plaintext leaked into JSON stdout"
+    );
 }
 
 #[test]

@@ -64,20 +64,9 @@ fn init_creates_config_and_keys_with_private_modes() {
 #[test]
 fn init_json_reports_public_parts_only() {
     let w = World::empty();
-    let out = common::run(
-        w.ops()
-            .arg("--json")
-            .args([
-                "init",
-                "--database-url",
-                "postgres://a@127.0.0.1/b",
-                "--nats-url",
-                "nats://127.0.0.1:4222",
-            ])
-            .args(["--keys-dir".as_ref(), w.path("keys").as_os_str()])
-            .args(["--archive-dir".as_ref(), w.path("archive").as_os_str()])
-            .args(["--backup-dir".as_ref(), w.path("backups").as_os_str()]),
-    );
+    let out = run(w
+        .init_command(w.ops(), "postgres://a@127.0.0.1/b", "nats://127.0.0.1:4222")
+        .arg("--json"));
     out.expect_code(0);
     let v = out.json();
     assert_eq!(v["trust"]["version"], 1);
@@ -122,27 +111,12 @@ fn init_with_a_bad_url_changes_nothing() {
 }
 
 #[test]
-fn init_into_an_unwritable_place_fails_with_73_and_leaves_no_keys() {
+fn init_where_a_directory_cannot_be_created_fails_with_73_and_leaves_no_keys() {
     let w = World::empty();
-    std::fs::create_dir_all(w.path("ro")).expect("mkdir");
-    // A regular file where a directory is needed: creation must fail for root too.
-    std::fs::write(w.path("ro/backups"), b"not a dir").expect("write");
-    let out = run(w
-        .ops()
-        .args([
-            "init",
-            "--database-url",
-            "postgres://a@127.0.0.1/b",
-            "--nats-url",
-            "nats://127.0.0.1:4222",
-        ])
-        .args(["--keys-dir".as_ref(), w.path("keys").as_os_str()])
-        .args(["--archive-dir".as_ref(), w.path("archive").as_os_str()])
-        .args([
-            "--backup-dir".as_ref(),
-            w.path("ro/backups/sub").as_os_str(),
-        ]));
-    assert!(out.code == 73 || out.code == 74, "{out:?}");
+    // A regular file where the backup directory should be: creation fails, for root too.
+    std::fs::write(w.path("backups"), b"not a dir").expect("write");
+    let out = w.init_with("postgres://a@127.0.0.1/b", "nats://127.0.0.1:4222");
+    out.expect_code(73).stderr_has("backups");
     assert!(!w.config.exists());
     assert!(
         w.list("keys").is_empty(),

@@ -6,23 +6,32 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
+use std::path::PathBuf;
 
 use ransomeye_kernel::access::Ownership;
 use ransomeye_kernel::atomic_file::AtomicFile;
 use ransomeye_kernel::envelope::{EnvelopeReader, Header};
 use ransomeye_kernel::keys::KeyDir;
 use ransomeye_kernel::{FileAction, PathError};
+use serde::Serialize;
 
 use super::Context;
 use crate::cli::DecryptArgs;
 use crate::error::{Exit, OpsError};
-use crate::utils::stdout_is_terminal;
+use crate::utils::{print_json, stdout_is_terminal};
 
 /// Bytes moved per read; a multiple of the envelope's segment size keeps copies whole.
 const COPY_BUF: usize = 256 * 1024;
 
 /// Runs `decrypt`.
 pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
+    if args.output.is_none() && ctx.json {
+        return Err(OpsError::new(
+            Exit::Usage,
+            "--json needs -o OUT: without it stdout carries the plaintext",
+        )
+        .hint("add -o OUT for a JSON report, or drop --json"));
+    }
     if args.output.is_none() && stdout_is_terminal() {
         return Err(OpsError::new(
             Exit::Usage,
@@ -37,6 +46,7 @@ pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
         File::open(file).map_err(PathError::at(FileAction::Open, file))?,
     );
     let header = Header::read_from(&mut input).map_err(|e| OpsError::stream(file, e))?;
+    let (purpose, key_id) = (header.purpose, header.key_id);
     let key = KeyDir::new(&config.keys.dir).load_symmetric(header.purpose.key_purpose())?;
     let mut plaintext = EnvelopeReader::with_header(input, header, &key)
         .map_err(|e| OpsError::envelope(file, &e))?;
@@ -63,7 +73,38 @@ pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
         }
     };
     tracing::info!(file = %file.display(), bytes = written, "decrypted and verified");
+    if let Some(out) = &args.output {
+        let report = DecryptReport {
+            file: file.clone(),
+            output: out.clone(),
+            purpose: purpose.to_string(),
+            key_id: key_id.to_string(),
+            plaintext_bytes: written,
+        };
+        if ctx.json {
+            print_json(&report)?;
+        } else {
+            println!(
+                "decrypted {} ({} envelope, key {}): {} bytes verified and written to {}",
+                file.display(),
+                report.purpose,
+                report.key_id,
+                written,
+                out.display()
+            );
+        }
+    }
     Ok(())
+}
+
+/// What `decrypt -o` reports.
+#[derive(Debug, Serialize)]
+struct DecryptReport {
+    file: PathBuf,
+    output: PathBuf,
+    purpose: String,
+    key_id: String,
+    plaintext_bytes: u64,
 }
 
 /// Copies verified plaintext to `out`, telling input failures (tampering) from output failures.

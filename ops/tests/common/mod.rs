@@ -272,23 +272,27 @@ impl World {
 
     /// Runs `init` with the given URLs and this world's directories.
     pub fn init_with(&self, database_url: &str, nats_url: &str) -> Run {
-        run(self
-            .ops()
-            .args([
-                "init",
-                "--database-url",
-                database_url,
-                "--nats-url",
-                nats_url,
-            ])
-            .args([
-                "--keys-dir".as_ref(),
-                self.path("keys").as_os_str(),
-                "--archive-dir".as_ref(),
-                self.path("archive").as_os_str(),
-                "--backup-dir".as_ref(),
-                self.path("backups").as_os_str(),
-            ]))
+        run(&mut self.init_command(self.ops(), database_url, nats_url))
+    }
+
+    /// `cmd` (the binary or a copy, with `--config`) plus `init` with the given URLs and this
+    /// world's `keys`, `archive` and `backups` directories.
+    pub fn init_command(&self, mut cmd: Command, database_url: &str, nats_url: &str) -> Command {
+        cmd.args([
+            "init",
+            "--database-url",
+            database_url,
+            "--nats-url",
+            nats_url,
+        ]);
+        for (flag, dir) in [
+            ("--keys-dir", "keys"),
+            ("--archive-dir", "archive"),
+            ("--backup-dir", "backups"),
+        ] {
+            cmd.arg(flag).arg(self.path(dir));
+        }
+        cmd
     }
 
     /// A path inside the world's directory.

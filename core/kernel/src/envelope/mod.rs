@@ -145,6 +145,12 @@ pub enum EnvelopeError {
         /// File length.
         offset: u64,
     },
+    /// An empty final segment after non-empty ones (never written; see docs/FORMAT.md 2.5).
+    #[error("segment {segment} is an empty final segment after data, which no writer produces")]
+    EmptyFinalSegment {
+        /// Index of the empty segment.
+        segment: u64,
+    },
     /// More segments than the 32-bit counter can number.
     #[error("stream longer than 2^32 segments")]
     TooLong,

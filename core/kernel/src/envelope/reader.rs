@@ -135,6 +135,12 @@ impl<R: Read> EnvelopeReader<R> {
                 })
             })?
             .len();
+        if last && plain_len == 0 && self.counter > 0 {
+            // The writer never emits this; rejecting it keeps one encoding per plaintext.
+            return Err(SegmentError::Envelope(EnvelopeError::EmptyFinalSegment {
+                segment: self.counter,
+            }));
+        }
         self.pos = 0;
         self.end = plain_len;
         self.counter += 1;

@@ -224,6 +224,43 @@ fn wrong_key_unknown_version_and_wrong_purpose_are_named() {
 }
 
 #[test]
+fn empty_final_segment_after_data_is_rejected() {
+    // Hand-build what no writer emits: one full non-final segment, then an empty final one.
+    let k = key(12);
+    let salt = [3u8; SALT_LEN];
+    let prefix = [4u8; NONCE_PREFIX_LEN];
+    let header = Header {
+        purpose: Purpose::Archive,
+        segment_size: 16,
+        key_id: k.id(),
+        salt,
+        nonce_prefix: prefix,
+    }
+    .to_bytes();
+    let file_key = derive_file_key(&k, Purpose::Archive, &salt);
+    let mut file = header.to_vec();
+    for (i, (plain, last)) in [(&[7u8; 16][..], false), (&[][..], true)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut seg = plain.to_vec();
+        let tag = file_key
+            .seal_in_place_separate_tag(
+                segment_nonce(&prefix, i as u32, last),
+                ring::aead::Aad::from(&header[..]),
+                &mut seg,
+            )
+            .expect("seal");
+        seg.extend_from_slice(tag.as_ref());
+        file.extend_from_slice(&seg);
+    }
+    assert_eq!(
+        open(&k, &file),
+        Err(EnvelopeError::EmptyFinalSegment { segment: 1 })
+    );
+}
+
+#[test]
 fn unfinished_writer_never_yields_a_valid_stream() {
     let k = key(8);
     let mut sink = Vec::new();
@@ -438,6 +475,7 @@ fn outcome_kind(result: &Result<Vec<u8>, EnvelopeError>) -> String {
         Err(EnvelopeError::WrongPurpose { .. }) => "wrong-purpose".into(),
         Err(EnvelopeError::Authentication { .. }) => "authentication".into(),
         Err(EnvelopeError::Truncated { .. }) => "truncated".into(),
+        Err(EnvelopeError::EmptyFinalSegment { .. }) => "empty-final-segment".into(),
         Err(other) => format!("other:{other}"),
     }
 }
