@@ -59,7 +59,7 @@ directories 0700 (0750). Prints the trust public key and the key ids.
 
 Touches: the configuration file and the three directories; nothing else.
 Refuses (exit 73) if the configuration or any key already exists: replacing a key is rotation's job.",
-        after_long_help = "Example:\n  ransomeye-ops init --database-url postgres://ransomeye@127.0.0.1/ransomeye \\\n    --nats-url nats://127.0.0.1:4222 --keys-dir /etc/ransomeye/keys \\\n    --archive-dir /mnt/cold_storage --backup-dir /var/backups/ransomeye"
+        after_long_help = "Exit codes: 0 created, 64 bad URL, 73 config or key exists / directory cannot be created,\n74 I/O error, 77 not root or ransomeye-admin.\n\nExample:\n  ransomeye-ops init --database-url postgres://ransomeye@127.0.0.1/ransomeye \\\n    --nats-url nats://127.0.0.1:4222 --keys-dir /etc/ransomeye/keys \\\n    --archive-dir /mnt/cold_storage --backup-dir /var/backups/ransomeye"
     )]
     Init(InitArgs),
 
@@ -102,7 +102,7 @@ Touches: nothing but --prometheus FILE (node_exporter textfile format, written a
 
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout
     #[command(
-        after_long_help = "Example:\n  ransomeye-ops completions bash > /etc/bash_completion.d/ransomeye-ops"
+        after_long_help = "Works for any user. Touches nothing; prints to stdout.\nExit codes: 0 printed, 64 unknown shell.\n\nExample:\n  ransomeye-ops completions bash > /etc/bash_completion.d/ransomeye-ops"
     )]
     Completions {
         /// The shell
@@ -110,7 +110,9 @@ Touches: nothing but --prometheus FILE (node_exporter textfile format, written a
     },
 
     /// Print the manual page (roff) to stdout
-    #[command(after_long_help = "Example:\n  ransomeye-ops man | man -l -")]
+    #[command(
+        after_long_help = "Works for any user. Touches nothing; prints to stdout.\nExit codes: 0 printed, 74 stdout not writable.\n\nExample:\n  ransomeye-ops man | man -l -"
+    )]
     Man,
 }
 

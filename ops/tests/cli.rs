@@ -21,12 +21,16 @@ fn help_lists_every_working_command_with_exit_codes() {
         );
     }
     assert!(out.stdout.contains("Exit codes"), "{}", out.stdout);
-    for cmd in ["init", "decrypt", "health"] {
+    for cmd in ["init", "decrypt", "health", "completions", "man"] {
         let sub = run(Command::new(BIN).args([cmd, "--help"]));
         sub.expect_code(0);
         assert!(
             sub.stdout.contains("Example"),
             "{cmd} --help lacks an example"
+        );
+        assert!(
+            sub.stdout.contains("Exit codes"),
+            "{cmd} --help lacks its exit codes"
         );
         assert!(
             sub.stdout.contains("Touches"),
