@@ -6,9 +6,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 success, 64 usage, 65 corrupt or tampered data, 66 input missing, 69 service unavailable,
-70 internal error, 73 cannot create output, 74 I/O error (e.g. disk full), 75 retry later (lock held),
-77 permission denied, 78 configuration error.";
+Exit codes (sysexits; health uses Nagios codes 0-3 for its result):
+   0  success                              73  cannot create output (exists, no directory)
+  64  usage error                          74  I/O error (e.g. disk full)
+  65  corrupt or tampered data             75  retry later (e.g. lock held)
+  66  input file missing                   77  permission denied
+  69  service unavailable                  78  configuration error
+  70  internal error";
 
 /// Day-2 operations for RansomEye: encrypted backups, audit-log archival, trust-key rotation and
 /// deep health checks — atomic, verified, encrypted.
