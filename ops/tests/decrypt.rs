@@ -116,8 +116,11 @@ fn truncated_and_foreign_files_exit_65() {
         .stdout(Stdio::null()))
     .expect_code(65)
     .stderr_has("cut.enc");
-    // Cut exactly at the boundary after the first 64 KiB segment.
-    std::fs::write(w.path("boundary.enc"), &bytes[..61 + 65536 + 16]).expect("write");
+    // Cut exactly at the boundary after the first segment.
+    let segment = ransomeye_kernel::envelope::DEFAULT_SEGMENT_SIZE as usize;
+    let boundary =
+        ransomeye_kernel::envelope::HEADER_LEN + segment + ransomeye_kernel::envelope::TAG_LEN;
+    std::fs::write(w.path("boundary.enc"), &bytes[..boundary]).expect("write");
     run(w
         .ops()
         .arg("decrypt")

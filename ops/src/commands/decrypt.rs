@@ -5,7 +5,7 @@
 //! whole input verified.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use ransomeye_kernel::access::Ownership;
@@ -20,7 +20,7 @@ use crate::cli::DecryptArgs;
 use crate::error::{Exit, OpsError};
 use crate::utils::{print_json, stdout_is_terminal};
 
-/// Bytes moved per read; a multiple of the envelope's segment size keeps copies whole.
+/// Bytes per read: room for whole sealed segments, so the reader decrypts in place here.
 const COPY_BUF: usize = 256 * 1024;
 
 /// Runs `decrypt`.
@@ -41,10 +41,9 @@ pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
     }
     let config = ctx.config()?;
     let file = &args.file;
-    let mut input = BufReader::with_capacity(
-        COPY_BUF,
-        File::open(file).map_err(PathError::at(FileAction::Open, file))?,
-    );
+    // Unbuffered: the header is read exactly, and each read below holds whole segments, which the
+    // envelope reader then decrypts in place in our buffer.
+    let mut input = File::open(file).map_err(PathError::at(FileAction::Open, file))?;
     let header = Header::read_from(&mut input).map_err(|e| OpsError::stream(file, e))?;
     let (purpose, key_id) = (header.purpose, header.key_id);
     let key = KeyDir::new(&config.keys.dir).load_symmetric(header.purpose.key_purpose())?;

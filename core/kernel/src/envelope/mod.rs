@@ -28,8 +28,8 @@ pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
 pub use reader::EnvelopeReader;
 pub use writer::EnvelopeWriter;
 
-/// Segment size used for new files: 64 KiB of plaintext per segment (see docs/PERFORMANCE.md).
-pub const DEFAULT_SEGMENT_SIZE: u32 = 64 * 1024;
+/// Segment size used for new files: 16 KiB of plaintext per segment (measured: docs/PERFORMANCE.md).
+pub const DEFAULT_SEGMENT_SIZE: u32 = 16 * 1024;
 /// Smallest segment size a reader accepts.
 pub const MIN_SEGMENT_SIZE: u32 = 16;
 /// Largest segment size a reader accepts (bounds the reader's memory).

@@ -27,8 +27,8 @@ pub struct EnvelopeReader<R: Read> {
     /// Verified plaintext not yet handed out: `buf[pos..end]`.
     pos: usize,
     end: usize,
-    /// Whether `buf[segment_size + TAG_LEN]` holds a look-ahead byte of the next segment.
-    carry: bool,
+    /// The first byte of the next segment, read ahead to learn that the current one is not last.
+    lookahead: Option<u8>,
     counter: u64,
     state: State,
 }
@@ -84,7 +84,7 @@ impl<R: Read> EnvelopeReader<R> {
             buf: vec![0u8; segment_size + TAG_LEN + 1],
             pos: 0,
             end: 0,
-            carry: false,
+            lookahead: None,
             counter: 0,
             state: State::Reading,
         })
@@ -96,19 +96,33 @@ impl<R: Read> EnvelopeReader<R> {
 
     /// Reads and verifies the next segment into `buf[..end]`.
     fn next_segment(&mut self) -> Result<(), SegmentError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = self.open_segment_into(&mut buf);
+        self.buf = buf;
+        self.pos = 0;
+        self.end = result?;
+        Ok(())
+    }
+
+    /// Reads the next segment plus one look-ahead byte into `seg[..=segment_size + TAG_LEN]`
+    /// and verifies and decrypts it in place; returns the plaintext length (`seg[..len]`).
+    /// If the tag does not verify, ring has zeroed the plaintext area before returning.
+    fn open_segment_into(&mut self, seg: &mut [u8]) -> Result<usize, SegmentError> {
         let full = self.segment_size + TAG_LEN;
-        let start = if self.carry {
-            self.buf[0] = self.buf[full];
-            1
-        } else {
-            0
+        let start = match self.lookahead.take() {
+            Some(b) => {
+                seg[0] = b;
+                1
+            }
+            None => 0,
         };
-        let got =
-            read_full(&mut self.inner, &mut self.buf[start..=full]).map_err(SegmentError::Io)?;
+        let got = read_full(&mut self.inner, &mut seg[start..=full]).map_err(SegmentError::Io)?;
         let len = start + got;
         // One byte beyond a full segment means another segment follows.
         let last = len <= full;
-        self.carry = !last;
+        if !last {
+            self.lookahead = Some(seg[full]);
+        }
         let sealed = if last { len } else { full };
         if sealed < TAG_LEN {
             return Err(SegmentError::Envelope(EnvelopeError::Truncated {
@@ -122,11 +136,7 @@ impl<R: Read> EnvelopeReader<R> {
         let offset = self.segment_offset();
         let plain_len = self
             .key
-            .open_in_place(
-                nonce,
-                aead::Aad::from(&self.header[..]),
-                &mut self.buf[..sealed],
-            )
+            .open_in_place(nonce, aead::Aad::from(&self.header[..]), &mut seg[..sealed])
             .map_err(|_| {
                 SegmentError::Envelope(EnvelopeError::Authentication {
                     segment: u64::from(counter),
@@ -141,13 +151,25 @@ impl<R: Read> EnvelopeReader<R> {
                 segment: self.counter,
             }));
         }
-        self.pos = 0;
-        self.end = plain_len;
         self.counter += 1;
         if last {
             self.state = State::Done;
         }
-        Ok(())
+        Ok(plain_len)
+    }
+
+    fn fail(&mut self, err: SegmentError) -> io::Error {
+        self.end = 0;
+        match err {
+            SegmentError::Envelope(e) => {
+                self.state = State::Failed(e.clone());
+                e.into_io()
+            }
+            SegmentError::Io(e) => {
+                self.state = State::SourceFailed;
+                e
+            }
+        }
     }
 
     /// Plaintext segments verified so far.
@@ -174,19 +196,20 @@ impl<R: Read> Read for EnvelopeReader<R> {
                 State::SourceFailed => {
                     return Err(io::Error::other("envelope source failed earlier"))
                 }
-                State::Reading => match self.next_segment() {
-                    Ok(()) => {}
-                    Err(SegmentError::Envelope(e)) => {
-                        self.end = 0;
-                        self.state = State::Failed(e.clone());
-                        return Err(e.into_io());
+                // A read with room for a whole sealed segment and the look-ahead byte gets the
+                // segment decrypted in place in the caller's buffer: one copy fewer.
+                State::Reading if out.len() > self.segment_size + TAG_LEN => {
+                    match self.open_segment_into(out) {
+                        Ok(0) => {}
+                        Ok(n) => return Ok(n),
+                        Err(e) => return Err(self.fail(e)),
                     }
-                    Err(SegmentError::Io(e)) => {
-                        self.end = 0;
-                        self.state = State::SourceFailed;
-                        return Err(e);
+                }
+                State::Reading => {
+                    if let Err(e) = self.next_segment() {
+                        return Err(self.fail(e));
                     }
-                },
+                }
             }
         }
     }

@@ -70,6 +70,49 @@ fn round_trip_at_and_around_segment_boundaries() {
 }
 
 #[test]
+fn every_read_size_yields_the_same_plaintext() {
+    // Reads smaller than a sealed segment go through the reader's buffer; larger ones decrypt
+    // in the caller's buffer. Both must agree, also on where segments end.
+    let k = key(13);
+    let plain: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let file = seal(&k, 32, &plain);
+    for size in [1usize, 7, 32, 48, 49, 50, 64, 4096] {
+        let mut r = EnvelopeReader::open(&file[..], &k).expect("open");
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; size];
+        loop {
+            let n = r.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, plain, "read size {size}");
+    }
+}
+
+#[test]
+fn a_failed_segment_leaves_no_plaintext_in_the_callers_buffer() {
+    let k = key(14);
+    let file = seal(&k, 32, &[0x41; 100]);
+    let mut bad = file.clone();
+    bad[HEADER_LEN + 48 + 3] ^= 1; // inside segment 1
+    let mut r = EnvelopeReader::open(&bad[..], &k).expect("open");
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(r.read(&mut buf).expect("segment 0 is intact"), 32);
+    buf.fill(0xEE);
+    assert!(r.read(&mut buf).is_err());
+    assert!(
+        !buf[..32].contains(&0x41),
+        "unauthenticated plaintext left in the buffer"
+    );
+    assert!(
+        r.read(&mut buf).is_err(),
+        "a failed reader must stay failed"
+    );
+}
+
+#[test]
 fn default_writer_uses_fresh_salt_and_nonce_prefix_per_file() {
     let k = key(1);
     let mut a = EnvelopeWriter::new(Vec::new(), &k, Purpose::Archive).expect("writer");
