@@ -20,6 +20,7 @@ use crate::error::{Exit, OpsError};
 
 /// Runs the CLI with the process's arguments and returns the exit code.
 pub fn main_entry() -> ExitCode {
+    install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -61,6 +62,26 @@ pub fn run(cli: Cli) -> Result<u8, OpsError> {
     privilege::require_operator()?;
     init_logging(cli.verbose, cli.quiet);
     commands::dispatch(cli)
+}
+
+/// A panic is a bug: say so in the usual `error:`/`hint:` form and exit 70 (EX_SOFTWARE)
+/// instead of Rust's default 101 with a backtrace hint.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        eprintln!("error: internal error{location}: {message}");
+        eprintln!("hint: this is a bug in ransomeye-ops; nothing was left under a final name. Please report it");
+        std::process::exit(i32::from(Exit::Software.code()));
+    }));
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

@@ -353,15 +353,28 @@ impl Config {
         self
     }
 
-    /// Serialises the configuration as TOML.
-    pub fn to_toml(&self) -> String {
-        // Serialising plain structs of strings and integers cannot fail.
-        toml::to_string_pretty(self).unwrap_or_default()
+    /// Serialises the configuration as TOML and checks that it parses back to the same,
+    /// valid configuration, so that nothing the loader would refuse is ever written.
+    /// `path` only names the file in messages.
+    pub fn to_toml(&self, path: &Path) -> Result<String, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            location: None,
+            message,
+        };
+        let text = toml::to_string_pretty(self)
+            .map_err(|e| invalid(format!("cannot serialise the configuration: {e}")))?;
+        if Config::parse(path, &text)? != *self {
+            return Err(invalid(
+                "the configuration does not read back as written".into(),
+            ));
+        }
+        Ok(text)
     }
 
     /// Writes a new configuration file; refuses to replace an existing one.
     pub fn create(&self, path: &Path) -> Result<PathBuf, ConfigError> {
-        let text = self.to_toml();
+        let text = self.to_toml(path)?;
         Ok(write_atomic(
             path,
             text.as_bytes(),
@@ -373,7 +386,7 @@ impl Config {
     /// Atomically replaces the existing configuration file, keeping its mode and owner.
     pub fn save(&self, path: &Path) -> Result<PathBuf, ConfigError> {
         let meta = std::fs::metadata(path).map_err(PathError::at(FileAction::Read, path))?;
-        let text = self.to_toml();
+        let text = self.to_toml(path)?;
         Ok(write_atomic(
             path,
             text.as_bytes(),
@@ -487,7 +500,8 @@ public_key = "{PK}"
     #[test]
     fn serialised_config_parses_back_identically() {
         let c = parse(&sample()).expect("valid");
-        assert_eq!(parse(&c.to_toml()).expect("round trip"), c);
+        let text = c.to_toml(Path::new("x.toml")).expect("serialise");
+        assert_eq!(parse(&text).expect("round trip"), c);
     }
 
     #[test]
@@ -549,6 +563,18 @@ public_key = "{PK}"
             PathBuf::from("/from/env.toml")
         );
         assert_eq!(resolve_path(None, None).path, PathBuf::from(DEFAULT_PATH));
+    }
+
+    #[test]
+    fn an_invalid_configuration_is_never_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kernel.toml");
+        let mut c = parse(&sample()).expect("valid");
+        c.create(&path).expect("create");
+        let before = std::fs::read(&path).expect("read");
+        c.archive.retention_days = 0;
+        assert!(c.save(&path).is_err());
+        assert_eq!(std::fs::read(&path).expect("read"), before);
     }
 
     #[test]

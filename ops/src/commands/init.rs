@@ -126,10 +126,11 @@ fn build_config(args: &InitArgs, keys: &KeyDir, signing: &SigningKey) -> Result<
         },
     };
     // The same validation a later load applies, so init never writes a config it would refuse.
-    Config::parse(Path::new("<command line>"), &config.to_toml()).map_err(|e| {
+    config.to_toml(Path::new("<command line>")).map_err(|e| {
         OpsError::new(Exit::Usage, e.to_string().replace("<command line>: ", ""))
             .hint("fix the URL given on the command line")
-    })
+    })?;
+    Ok(config)
 }
 
 fn persist(
