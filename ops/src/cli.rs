@@ -85,6 +85,24 @@ Exit codes: 0 ok, 65 damaged or tampered file, 66 FILE missing, 73 OUT exists, 7
     )]
     Decrypt(DecryptArgs),
 
+    /// Move audit logs older than N days to encrypted cold storage, verified before deleted
+    #[command(
+        long_about = "\
+Move audit-log rows older than N days to an encrypted archive in [archive] dir, verified before deleted.
+
+Procedure: lock (one run per table) -> finish what an interrupted run left -> cutoff from the database
+clock (now() - N days) -> stream the old rows in primary-key order as JSON Lines -> zstd -> encrypt
+(archive key) -> logs_<YYYY-MM-DD>[.N].zst.enc plus a signed manifest -> read the file back in full and
+check it -> delete exactly the archived primary keys, in short batches -> VACUUM (ANALYZE) -> report.
+A row is deleted only once it is in a verified file; a kill at any moment loses nothing, and the next run
+finishes the interrupted one. Nothing old enough: no file, exit 0.
+
+Touches: rows of [archive] table older than the cutoff (deleted after archiving), files in [archive] dir.
+Subcommands list, verify, cat and restore inspect or bring back archives.",
+        after_long_help = "Exit codes: 0 done (or nothing to archive), 65 an archive does not verify, 69 database unreachable,\n73 archive dir missing or not writable, 74 I/O error or disk full (nothing deleted), 75 another run holds\nthe lock, 77 permission or key problem, 78 table or column missing / config error.\n\nExamples:\n  ransomeye-ops archive --dry-run\n  ransomeye-ops archive --days 90\n  ransomeye-ops archive verify --all\n  ransomeye-ops archive cat /mnt/cold_storage/logs_2026-11-23.zst.enc | head"
+    )]
+    Archive(ArchiveArgs),
+
     /// Check database, bus, disk space and host; Nagios-style exit code
     #[command(
         long_about = "\
@@ -149,6 +167,82 @@ pub struct DecryptArgs {
     /// Write the plaintext here (atomically, never replacing a file) instead of stdout
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
+}
+
+/// `archive` arguments: a run, or one of the subcommands.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ArchiveArgs {
+    /// Inspect or restore archives instead of archiving
+    #[command(subcommand)]
+    pub command: Option<ArchiveCommand>,
+    /// Options of an archive run
+    #[command(flatten)]
+    pub run: ArchiveRunArgs,
+}
+
+/// Options of an archive run.
+#[derive(Debug, Args)]
+pub struct ArchiveRunArgs {
+    /// Archive rows older than this many days [default: [archive] retention_days]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub days: Option<u32>,
+    /// Report how many rows would be archived and the estimated size; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rows deleted per transaction while pruning
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+    /// zstd compression level
+    #[arg(long, value_name = "L", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub zstd_level: i32,
+    /// Skip VACUUM (ANALYZE) after pruning
+    #[arg(long)]
+    pub no_vacuum: bool,
+}
+
+/// `archive` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// List archives in [archive] dir: rows, time range, state
+    #[command(
+        after_long_help = "Touches nothing; reads manifests only (use verify to check the files).\nExit codes: 0 listed, 65 a manifest is unreadable, 73 archive dir missing.\n\nExample:\n  ransomeye-ops --json archive list"
+    )]
+    List,
+    /// Verify archives: manifest signature, file hash, full authenticated read, row count
+    #[command(
+        after_long_help = "Touches nothing; reads every byte of each archive.\nExit codes: 0 all verified, 65 an archive or its manifest failed (each is named), 77 key not available.\n\nExamples:\n  ransomeye-ops archive verify /mnt/cold_storage/logs_2026-11-23.zst.enc\n  ransomeye-ops archive verify --all"
+    )]
+    Verify {
+        /// The archive (.zst.enc) or its manifest
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        file: Option<PathBuf>,
+        /// Every archive in [archive] dir
+        #[arg(long)]
+        all: bool,
+    },
+    /// Write an archive's rows to stdout as JSON Lines
+    #[command(
+        after_long_help = "Touches nothing; writes JSON Lines to stdout. Output is complete only if the exit code is 0.\nExit codes: 0 ok, 65 damaged archive, 66 missing, 77 key not available.\n\nExample:\n  ransomeye-ops archive cat logs_2026-11-23.zst.enc | jq -c 'select(.actor == \"alice\")'"
+    )]
+    Cat {
+        /// The archive (.zst.enc) or its manifest
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Re-insert an archive's rows into the table, skipping rows whose key exists
+    #[command(
+        after_long_help = "Touches [archive] table: inserts the archive's rows; rows whose primary key exists are left as they\nare. The archive is verified in full first.\nExit codes: 0 restored, 65 damaged archive, 69 database unreachable, 77 key not available, 78 table missing.\n\nExample:\n  ransomeye-ops archive restore /mnt/cold_storage/logs_2026-10-01.zst.enc"
+    )]
+    Restore {
+        /// The archive (.zst.enc) or its manifest
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `health` arguments.

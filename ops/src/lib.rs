@@ -7,8 +7,11 @@
 
 pub mod cli;
 pub mod commands;
+pub mod db;
 pub mod error;
+pub mod failpoint;
 pub mod privilege;
+pub mod run_lock;
 pub mod utils;
 
 use std::process::ExitCode;

@@ -46,3 +46,32 @@ pub fn absolute(path: &std::path::Path) -> std::path::PathBuf {
             .unwrap_or_else(|_| path.to_path_buf())
     }
 }
+
+/// The error for a failed write to stdout. A closed pipe (`… | head`) means the reader has
+/// what it wanted: exit 0 quietly, as ripgrep and cat-like tools do, instead of reporting it.
+/// Only for commands that stream to stdout and hold no uncommitted file.
+pub fn stdout_error(e: std::io::Error) -> OpsError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    OpsError::from(ransomeye_kernel::PathError::new(
+        ransomeye_kernel::FileAction::Write,
+        "<stdout>",
+        e,
+    ))
+}
+
+/// A spinner on stderr counting `unit`s, shown only when stderr is a terminal and the output is
+/// for people (not `--json`); hidden otherwise, so logs and pipes stay clean.
+pub fn progress(json: bool, message: &'static str, unit: &'static str) -> indicatif::ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    let template = format!("{{spinner}} {{msg}} {{human_pos}} {unit} ({{elapsed}})");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}

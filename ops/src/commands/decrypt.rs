@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::Context;
 use crate::cli::DecryptArgs;
 use crate::error::{Exit, OpsError};
-use crate::utils::{print_json, stdout_is_terminal};
+use crate::utils::{print_json, stdout_error, stdout_is_terminal};
 
 /// Bytes per read: room for whole sealed segments, so the reader decrypts in place here.
 const COPY_BUF: usize = 256 * 1024;
@@ -53,21 +53,15 @@ pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
     let written = match &args.output {
         Some(out) => {
             let mut target = AtomicFile::create(out, Ownership::secret_file())?;
-            let n = copy(&mut plaintext, &mut target, file, out)?;
+            let n = copy(&mut plaintext, &mut target, file, Some(out))?;
             target.commit()?;
             n
         }
         None => {
             let stdout = io::stdout();
             let mut lock = stdout.lock();
-            let n = copy(
-                &mut plaintext,
-                &mut lock,
-                file,
-                std::path::Path::new("<stdout>"),
-            )?;
-            lock.flush()
-                .map_err(|e| PathError::new(FileAction::Write, "<stdout>", e))?;
+            let n = copy(&mut plaintext, &mut lock, file, None)?;
+            lock.flush().map_err(stdout_error)?;
             n
         }
     };
@@ -111,7 +105,7 @@ fn copy(
     input: &mut impl Read,
     out: &mut impl Write,
     input_path: &std::path::Path,
-    out_path: &std::path::Path,
+    out_path: Option<&std::path::Path>,
 ) -> Result<u64, OpsError> {
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
@@ -122,8 +116,10 @@ fn copy(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(OpsError::stream(input_path, e)),
         };
-        out.write_all(&buf[..n])
-            .map_err(|e| OpsError::from(PathError::new(FileAction::Write, out_path, e)))?;
+        out.write_all(&buf[..n]).map_err(|e| match out_path {
+            Some(path) => OpsError::from(PathError::new(FileAction::Write, path, e)),
+            None => stdout_error(e),
+        })?;
         total += n as u64;
     }
 }

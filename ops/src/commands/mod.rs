@@ -1,5 +1,6 @@
 //! One module per operation. Each command's top function reads as the steps of its procedure.
 
+pub mod archive;
 pub mod decrypt;
 pub mod health;
 pub mod init;
@@ -36,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
     };
     match cli.command {
         Command::Init(args) => init::run(&ctx, &args).map(|()| 0),
+        Command::Archive(args) => archive::run(&ctx, &args).map(|()| 0),
         Command::Decrypt(args) => decrypt::run(&ctx, &args).map(|()| 0),
         Command::Health(args) => health::run(&ctx, &args),
         Command::Completions { .. } | Command::Man => Err(OpsError::new(

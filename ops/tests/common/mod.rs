@@ -163,6 +163,30 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Runs a query returning one text value (use `::text` casts).
+    pub fn text(&self, sql: &str) -> String {
+        block_on(async {
+            let mut conn = PgConnection::connect(&self.url).await.expect("connect");
+            sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.to_string()))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// Runs a query returning one integer (use `::int8` casts).
+    pub fn int(&self, sql: &str) -> i64 {
+        block_on(async {
+            let mut conn = PgConnection::connect(&self.url).await.expect("connect");
+            sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_string()))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
@@ -313,6 +337,11 @@ impl World {
             .env_remove("RANSOMEYE_DATABASE_URL")
             .env_remove("RANSOMEYE_NATS_URL");
         cmd
+    }
+
+    /// The world's database (panics for an empty world).
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().expect("world has a database")
     }
 
     /// Rewrites the configuration text with `edit` (bypassing the tool, as an operator's editor would).

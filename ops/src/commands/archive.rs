@@ -1,0 +1,1122 @@
+//! `archive`: audit-log rows older than N days → encrypted cold storage, verified before deleted.
+//!
+//! [`run`] reads as the procedure: lock → finish what an interrupted run left → cutoff →
+//! select → encode → compress → encrypt → persist → verify → prune → vacuum → report.
+//!
+//! Crash safety comes from the order of durable steps. The archive is written to a temp file
+//! and fsynced; its manifest (state `written`) is written next; only then is the archive renamed
+//! into place. Rows are deleted only after the archive under its final name read back in full
+//! and matched; the manifest becomes `pruned` after the delete. A run interrupted anywhere leaves
+//! either a temp file (ignored, removed by the next run), a manifest without archive (nothing was
+//! deleted: removed by the next run), or a `written` archive whose prune the next run verifies
+//! and completes — deleting the same primary keys again is a no-op, so nothing is ever lost or
+//! archived twice.
+
+mod manifest;
+mod stream;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use ransomeye_kernel::atomic_file::{is_temp_name, Replace};
+use ransomeye_kernel::config::Config;
+use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
+use ransomeye_kernel::{FileAction, PathError};
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use self::manifest::{manifest_path, Body, Manifest, State};
+use self::stream::{read_back, ArchiveWriter, Digests};
+use super::Context;
+use crate::cli::{ArchiveArgs, ArchiveCommand, ArchiveRunArgs};
+use crate::db;
+use crate::error::{Exit, OpsError};
+use crate::run_lock::{self, RunLock};
+use crate::utils::{print_json, progress, runtime, stdout_error};
+
+/// Bytes of JSON Lines handed from the database reader to the encoder thread at a time.
+const CHUNK: usize = 256 * 1024;
+/// Rows per INSERT when restoring.
+const RESTORE_BATCH: usize = 1000;
+
+/// Runs `archive` or one of its subcommands.
+pub fn run(ctx: &Context, args: &ArchiveArgs) -> Result<(), OpsError> {
+    match &args.command {
+        None => archive(ctx, &args.run),
+        Some(ArchiveCommand::List) => list(ctx),
+        Some(ArchiveCommand::Verify { file, all }) => verify(ctx, file.as_deref(), *all),
+        Some(ArchiveCommand::Cat { file }) => cat(ctx, file),
+        Some(ArchiveCommand::Restore { file }) => restore(ctx, file),
+    }
+}
+
+/// What one archive run did, as reported.
+#[derive(Debug, Default, Serialize)]
+struct RunReport {
+    status: &'static str,
+    table: String,
+    cutoff: String,
+    file: Option<PathBuf>,
+    manifest: Option<PathBuf>,
+    rows: u64,
+    rows_deleted: u64,
+    plaintext_bytes: u64,
+    file_bytes: u64,
+    compression_ratio: Option<f64>,
+    estimated_file_bytes: Option<u64>,
+    recovered: Vec<PathBuf>,
+    phases_ms: Phases,
+    duration_ms: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Phases {
+    lock: f64,
+    recover: f64,
+    export: f64,
+    verify: f64,
+    prune: f64,
+    vacuum: f64,
+}
+
+/// Everything a run needs, resolved before any work starts.
+struct Job {
+    dir: PathBuf,
+    table: String,
+    time_column: String,
+    days: u32,
+    batch_size: usize,
+    zstd_level: i32,
+    vacuum: bool,
+    archive_key: SymmetricKey,
+    signing_key: SigningKey,
+    trust_public_key: [u8; 32],
+    /// Machine output: no progress display.
+    json: bool,
+}
+
+fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
+    let started = Instant::now();
+    let config = ctx.config()?;
+    let job = Job::prepare(&config, opts, ctx.json)?;
+    let mut report = RunReport {
+        table: job.table.clone(),
+        ..RunReport::default()
+    };
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut conn = db::connect(&config.database.url, "archive").await?;
+        let phase = Instant::now();
+        let _lock = lock(&mut conn, &job).await?;
+        report.phases_ms.lock = ms(phase);
+
+        let shape = TableShape::load(&mut conn, &job.table, &job.time_column).await?;
+
+        let phase = Instant::now();
+        report.recovered = finish_interrupted(&mut conn, &job, &shape).await?;
+        report.phases_ms.recover = ms(phase);
+
+        let cutoff = cutoff(&mut conn, job.days).await?;
+        report.cutoff = cutoff.clone();
+        if opts.dry_run {
+            return estimate(&mut conn, &job, &shape, &cutoff, &mut report).await;
+        }
+
+        let phase = Instant::now();
+        let Some((path, manifest)) = export(&mut conn, &job, &shape, &cutoff).await? else {
+            report.status = "nothing_to_archive";
+            return Ok(());
+        };
+        report.phases_ms.export = ms(phase);
+        report.rows = manifest.body.rows;
+        report.plaintext_bytes = manifest.body.plaintext_bytes;
+        report.file_bytes = manifest.body.file_bytes;
+        report.compression_ratio = ratio(manifest.body.plaintext_bytes, manifest.body.file_bytes);
+        report.manifest = Some(manifest_path(&path));
+        report.file = Some(path.clone());
+
+        let phase = Instant::now();
+        verify_archive(&path, &manifest, &job.archive_key, &job.trust_public_key).await?;
+        report.phases_ms.verify = ms(phase);
+
+        let phase = Instant::now();
+        report.rows_deleted = prune(&mut conn, &job, &shape, &path, manifest).await?;
+        report.phases_ms.prune = ms(phase);
+
+        if job.vacuum {
+            let phase = Instant::now();
+            vacuum(&mut conn, &shape).await?;
+            report.phases_ms.vacuum = ms(phase);
+        }
+        report.status = "archived";
+        Ok::<(), OpsError>(())
+    })?;
+    rt.shutdown_background();
+    report.duration_ms = ms(started);
+    print_report(ctx, &report)
+}
+
+impl Job {
+    fn prepare(config: &Config, opts: &ArchiveRunArgs, json: bool) -> Result<Job, OpsError> {
+        let dir = config.archive.dir.clone();
+        check_directory(&dir)?;
+        let keys = KeyDir::new(&config.keys.dir);
+        let trust_public_key = config
+            .trust_public_key()
+            .map_err(|m| OpsError::new(Exit::Config, format!("[trust] public_key {m}")))?;
+        let signing_key = keys.load_signing()?;
+        if signing_key.public_key() != trust_public_key {
+            return Err(OpsError::new(
+                Exit::Config,
+                format!(
+                    "{} (key {}) is not the trust key in the configuration ({})",
+                    keys.key_path(KeyPurpose::Signing).display(),
+                    signing_key.id(),
+                    config.trust.key_id
+                ),
+            )
+            .hint(
+                "finish or roll back the key rotation first (`ransomeye-ops rotate-keys status`)",
+            ));
+        }
+        Ok(Job {
+            dir,
+            table: config.archive.table.clone(),
+            time_column: config.archive.time_column.clone(),
+            days: opts.days.unwrap_or(config.archive.retention_days),
+            batch_size: opts.batch_size as usize,
+            zstd_level: opts.zstd_level,
+            vacuum: !opts.no_vacuum,
+            archive_key: keys.load_symmetric(KeyPurpose::Archive)?,
+            signing_key,
+            trust_public_key,
+            json,
+        })
+    }
+}
+
+/// The archive directory must exist and be a writable directory (73 otherwise).
+fn check_directory(dir: &Path) -> Result<(), OpsError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(OpsError::new(Exit::CantCreate, format!("archive dir {} is not a directory", dir.display()))
+                .hint("fix [archive] dir in the configuration"))
+        }
+        Err(e) => {
+            return Err(OpsError::new(Exit::CantCreate, format!("archive dir {}: {e}", dir.display()))
+                .hint("create it (mode 0750, group ransomeye-admin) or fix [archive] dir; is the cold-storage volume mounted?"))
+        }
+    }
+    if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(OpsError::new(
+            Exit::CantCreate,
+            format!("archive dir {} is not writable", dir.display()),
+        )
+        .hint("is the volume mounted read-only? check its permissions"));
+    }
+    Ok(())
+}
+
+/// Step 1: one run per table: the lock file in the archive dir, then the database lock.
+async fn lock(conn: &mut PgConnection, job: &Job) -> Result<RunLock, OpsError> {
+    let what = format!("archive run for table {}", job.table);
+    let file_lock = RunLock::acquire(&job.dir, &format!("archive-{}", job.table), &what)?;
+    run_lock::advisory_lock(conn, &format!("ransomeye-ops archive {}", job.table), &what).await?;
+    Ok(file_lock)
+}
+
+/// The table's columns as the archive needs them.
+struct TableShape {
+    /// `"schema"."table"` or `"table"`, quoted.
+    quoted: String,
+    /// The single integer primary-key column.
+    primary_key: String,
+    /// Every column, quoted, primary key first (so each JSON line starts with it).
+    select_list: String,
+    time_column: String,
+}
+
+impl TableShape {
+    async fn load(
+        conn: &mut PgConnection,
+        table: &str,
+        time_column: &str,
+    ) -> Result<TableShape, OpsError> {
+        let quoted = table
+            .split('.')
+            .map(quote_ident)
+            .collect::<Vec<_>>()
+            .join(".");
+        let exists: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
+            .bind(&quoted)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| db::error(e, "looking up the archive table"))?;
+        if exists.is_none() {
+            return Err(OpsError::new(
+                Exit::Config,
+                format!("[archive] table `{table}` does not exist in the database"),
+            )
+            .hint(
+                "fix [archive] table, or check [database] url points at the RansomEye database",
+            ));
+        }
+        let columns: Vec<(String, String)> = sqlx::query_as(
+            "select a.attname::text, format_type(a.atttypid, a.atttypmod) from pg_attribute a \
+             where a.attrelid = $1::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum",
+        )
+        .bind(&quoted)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db::error(e, "reading the archive table's columns"))?;
+        let keys: Vec<(String, String)> = sqlx::query_as(
+            "select a.attname::text, format_type(a.atttypid, a.atttypmod) from pg_index i \
+             join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey) \
+             where i.indrelid = $1::regclass and i.indisprimary",
+        )
+        .bind(&quoted)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db::error(e, "reading the archive table's primary key"))?;
+        let primary_key = match keys.as_slice() {
+            [(name, ty)] if matches!(ty.as_str(), "bigint" | "integer" | "smallint") => name.clone(),
+            _ => {
+                return Err(OpsError::new(
+                    Exit::Config,
+                    format!("[archive] table `{table}` needs a single-column integer primary key (found {keys:?})"),
+                ))
+            }
+        };
+        match columns.iter().find(|(name, _)| name == time_column) {
+            Some((_, ty)) if ty.starts_with("timestamp") || ty == "date" => {}
+            Some((_, ty)) => {
+                return Err(OpsError::new(
+                    Exit::Config,
+                    format!(
+                    "[archive] time_column `{time_column}` of `{table}` is {ty}, not a timestamp"
+                ),
+                ))
+            }
+            None => {
+                return Err(OpsError::new(
+                    Exit::Config,
+                    format!(
+                        "[archive] time_column `{time_column}` does not exist in table `{table}`"
+                    ),
+                )
+                .hint("fix [archive] time_column in the configuration"))
+            }
+        }
+        let mut ordered: Vec<String> = vec![quote_ident(&primary_key)];
+        ordered.extend(
+            columns
+                .iter()
+                .filter(|(n, _)| *n != primary_key)
+                .map(|(n, _)| quote_ident(n)),
+        );
+        Ok(TableShape {
+            quoted,
+            select_list: ordered.join(", "),
+            primary_key,
+            time_column: time_column.to_string(),
+        })
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Step 2: complete or clean up what an interrupted run left in the archive directory.
+async fn finish_interrupted(
+    conn: &mut PgConnection,
+    job: &Job,
+    shape: &TableShape,
+) -> Result<Vec<PathBuf>, OpsError> {
+    remove_stale_temp_files(&job.dir)?;
+    let mut recovered = Vec::new();
+    for (manifest_file, manifest) in manifests(&job.dir)? {
+        if manifest.body.table != job.table || manifest.body.state != State::Written {
+            continue;
+        }
+        let archive = manifest::archive_path(&manifest_file, &manifest.body);
+        if !archive.exists() {
+            // Interrupted between the manifest and the archive's rename: nothing was deleted.
+            tracing::warn!(manifest = %manifest_file.display(), "removing the manifest of an archive that was never completed; its rows are still in the table");
+            std::fs::remove_file(&manifest_file)
+                .map_err(PathError::at(FileAction::Remove, &manifest_file))?;
+            continue;
+        }
+        tracing::warn!(file = %archive.display(), "completing an interrupted archive run");
+        verify_archive(&archive, &manifest, &job.archive_key, &job.trust_public_key)
+            .await
+            .map_err(|e| e.hint("an interrupted archive does not verify, so its rows were not deleted; investigate before rerunning"))?;
+        prune(conn, job, shape, &archive, manifest).await?;
+        recovered.push(archive);
+    }
+    Ok(recovered)
+}
+
+fn remove_stale_temp_files(dir: &Path) -> Result<(), OpsError> {
+    // Only ours: hidden temp files of archives and manifests (we hold the lock, so none is live).
+    for entry in std::fs::read_dir(dir).map_err(PathError::at(FileAction::Read, dir))? {
+        let entry = entry.map_err(PathError::at(FileAction::Read, dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_temp_name(&name) && name.starts_with(".logs_") {
+            let path = entry.path();
+            tracing::info!(file = %path.display(), "removing a temporary file left by an interrupted run");
+            std::fs::remove_file(&path).map_err(PathError::at(FileAction::Remove, &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every manifest in the directory, sorted by file name.
+fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>, OpsError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(PathError::at(FileAction::Read, dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("logs_") && n.ends_with(".manifest.json"))
+        })
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| Manifest::read(&p).map(|m| (p, m)))
+        .collect()
+}
+
+/// Step 3: the cutoff, fixed once from the database clock, as RFC 3339.
+async fn cutoff(conn: &mut PgConnection, days: u32) -> Result<String, OpsError> {
+    sqlx::query("set time zone 'UTC'")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db::error(e, "setting the session time zone"))?;
+    sqlx::query_scalar("select to_json(now() - make_interval(days => $1))#>>'{}'")
+        .bind(days as i32)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| db::error(e, "computing the cutoff"))
+}
+
+/// `--dry-run`: rows and JSON size exactly, file size estimated by compressing a sample.
+async fn estimate(
+    conn: &mut PgConnection,
+    job: &Job,
+    shape: &TableShape,
+    cutoff: &str,
+    report: &mut RunReport,
+) -> Result<(), OpsError> {
+    let sql = format!(
+        "select count(*)::int8, coalesce(sum(octet_length(row_to_json(x)::text) + 1), 0)::int8 \
+         from (select {} from {} where {} < $1::timestamptz) x",
+        shape.select_list,
+        shape.quoted,
+        quote_ident(&shape.time_column)
+    );
+    let (rows, bytes): (i64, i64) = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(cutoff)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| db::error(e, "counting rows to archive"))?;
+    let sample_sql = format!(
+        "select coalesce(string_agg(row_to_json(x)::text, E'\\n'), '') from \
+         (select {} from {} where {} < $1::timestamptz order by {} limit 5000) x",
+        shape.select_list,
+        shape.quoted,
+        quote_ident(&shape.time_column),
+        quote_ident(&shape.primary_key)
+    );
+    let sample: String = sqlx::query_scalar(AssertSqlSafe(sample_sql))
+        .bind(cutoff)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| db::error(e, "sampling rows to archive"))?;
+    let compressed = zstd::bulk::compress(sample.as_bytes(), job.zstd_level)
+        .map(|c| c.len())
+        .unwrap_or(0);
+    report.status = "dry_run";
+    report.rows = rows as u64;
+    report.plaintext_bytes = bytes as u64;
+    if !sample.is_empty() {
+        report.estimated_file_bytes =
+            Some((bytes as f64 * compressed as f64 / sample.len() as f64) as u64);
+    }
+    Ok(())
+}
+
+/// First and last row of an export, for the manifest.
+#[derive(Default)]
+struct Bounds {
+    first: Option<Vec<u8>>,
+    last: Vec<u8>,
+}
+
+/// Step 4: select → encode → compress → encrypt → persist. The database streams JSON Lines
+/// (COPY) on this task; compression, encryption and writing run beside it on a blocking thread.
+/// Returns `None` (and leaves no file) when no row is old enough.
+async fn export(
+    conn: &mut PgConnection,
+    job: &Job,
+    shape: &TableShape,
+    cutoff: &str,
+) -> Result<Option<(PathBuf, Manifest)>, OpsError> {
+    let (date, created_at): (String, String) = sqlx::query_as(
+        "select to_char(now() at time zone 'UTC', 'YYYY-MM-DD'), to_json(now())#>>'{}'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db::error(e, "reading the database clock"))?;
+    let path = next_archive_name(&job.dir, &date);
+    let mut writer = ArchiveWriter::create(&path, &job.archive_key, job.zstd_level)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let encoder = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            writer.write(&chunk)?;
+        }
+        writer.finish()
+    });
+
+    // Each line is one JSON object with the primary key first. CSV with control characters as
+    // quote and delimiter passes row_to_json's output through verbatim (JSON escapes them).
+    let statement = format!(
+        "COPY (SELECT row_to_json(x) FROM (SELECT {} FROM {} WHERE {} < '{cutoff}'::timestamptz ORDER BY {}) x) \
+         TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')",
+        shape.select_list,
+        shape.quoted,
+        quote_ident(&shape.time_column),
+        quote_ident(&shape.primary_key)
+    );
+    let progress = progress(job.json, "exporting", "rows");
+    let mut rows = 0u64;
+    let mut bounds = Bounds::default();
+    let mut line = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut send_failed = false;
+    {
+        let mut copy = conn
+            .copy_out_raw(&statement)
+            .await
+            .map_err(|e| db::error(e, "starting the export"))?;
+        while let Some(data) = copy.next().await {
+            let data = data.map_err(|e| db::error(e, "exporting rows"))?;
+            for &b in data.iter() {
+                if b == b'\n' {
+                    rows += 1;
+                    if bounds.first.is_none() {
+                        bounds.first = Some(line.clone());
+                    }
+                    std::mem::swap(&mut bounds.last, &mut line);
+                    line.clear();
+                } else {
+                    line.push(b);
+                }
+            }
+            chunk.extend_from_slice(&data);
+            progress.set_position(rows);
+            if chunk.len() >= CHUNK
+                && tx
+                    .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                    .await
+                    .is_err()
+            {
+                send_failed = true;
+                break;
+            }
+        }
+    }
+    if !send_failed && !chunk.is_empty() {
+        let _ = tx.send(chunk).await;
+    }
+    drop(tx);
+    progress.finish_and_clear();
+    let (file, digests) = encoder
+        .await
+        .map_err(|e| OpsError::new(Exit::Software, format!("encoder thread failed: {e}")))??;
+    if rows == 0 {
+        return Ok(None); // `file` is dropped uncommitted: no archive appears
+    }
+    let (first_id, first_time) = row_bounds(bounds.first.as_deref().unwrap_or_default(), shape)?;
+    let (last_id, last_time) = row_bounds(&bounds.last, shape)?;
+    let body = Body {
+        format: manifest::FORMAT,
+        file: file_name(&path),
+        table: job.table.clone(),
+        primary_key: shape.primary_key.clone(),
+        time_column: shape.time_column.clone(),
+        cutoff: cutoff.to_string(),
+        rows,
+        first_id: Some(first_id),
+        last_id: Some(last_id),
+        first_time,
+        last_time,
+        plaintext_bytes: digests.plaintext_bytes,
+        plaintext_sha256: digests.plaintext_sha256,
+        file_bytes: digests.file_bytes,
+        file_sha256: digests.file_sha256,
+        archive_key_id: job.archive_key.id().to_string(),
+        zstd_level: job.zstd_level,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at,
+        state: State::Written,
+        rows_deleted: None,
+    };
+    let manifest = Manifest::sign(body, &job.signing_key)?;
+    // Manifest first, then the archive under its name: see the module comment.
+    manifest.write(&manifest_path(&path), Replace::Never)?;
+    crate::failpoint::hit("archive-before-commit");
+    file.commit()?;
+    Ok(Some((path, manifest)))
+}
+
+fn next_archive_name(dir: &Path, date: &str) -> PathBuf {
+    (1u32..)
+        .map(|n| match n {
+            1 => dir.join(format!("logs_{date}.zst.enc")),
+            n => dir.join(format!("logs_{date}.{n}.zst.enc")),
+        })
+        .find(|p| p.symlink_metadata().is_err() && manifest_path(p).symlink_metadata().is_err())
+        .unwrap_or_else(|| dir.join(format!("logs_{date}.zst.enc")))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Primary key and time of one exported line.
+fn row_bounds(line: &[u8], shape: &TableShape) -> Result<(i64, Option<String>), OpsError> {
+    let value: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|e| OpsError::new(Exit::Software, format!("exported row is not JSON: {e}")))?;
+    let id = value[&shape.primary_key]
+        .as_i64()
+        .ok_or_else(|| OpsError::new(Exit::Software, "exported row has no integer primary key"))?;
+    Ok((id, value[&shape.time_column].as_str().map(str::to_string)))
+}
+
+/// The primary key at the start of an exported line (`{"id":123,…`), without parsing the rest.
+fn line_id(line: &[u8], primary_key: &str) -> Option<i64> {
+    let prefix = format!("{{{}:", serde_json::to_string(primary_key).ok()?);
+    let rest = line.strip_prefix(prefix.as_bytes())?;
+    let end = rest
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'-'))?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// Step 5: the archive under its final name, read back in full, must match its manifest.
+async fn verify_archive(
+    path: &Path,
+    manifest: &Manifest,
+    key: &SymmetricKey,
+    trust_public_key: &[u8; 32],
+) -> Result<(), OpsError> {
+    let shown = path.display().to_string();
+    manifest
+        .verify_signature(trust_public_key)
+        .map_err(|m| OpsError::new(Exit::Data, format!("{shown}: {m}")))?;
+    if manifest.body.archive_key_id != key.id().to_string() {
+        return Err(OpsError::new(
+            Exit::NoPerm,
+            format!(
+                "{shown}: encrypted with archive key {}, but the archive key is {}",
+                manifest.body.archive_key_id,
+                key.id()
+            ),
+        ));
+    }
+    let (path, key_bytes) = (path.to_path_buf(), *key.expose_secret());
+    let (digests, rows) = tokio::task::spawn_blocking(move || {
+        let key = SymmetricKey::from_bytes(KeyPurpose::Archive, key_bytes);
+        read_back(&path, &key, |_| Ok(()))
+    })
+    .await
+    .map_err(|e| OpsError::new(Exit::Software, format!("verify thread failed: {e}")))??;
+    compare(&shown, &manifest.body, &digests, rows)
+}
+
+fn compare(shown: &str, body: &Body, got: &Digests, rows: u64) -> Result<(), OpsError> {
+    let mut problems = Vec::new();
+    if got.file_bytes != body.file_bytes || got.file_sha256 != body.file_sha256 {
+        problems.push(format!(
+            "file is {} bytes with SHA-256 {}, manifest says {} bytes, {}",
+            got.file_bytes, got.file_sha256, body.file_bytes, body.file_sha256
+        ));
+    }
+    if got.plaintext_sha256 != body.plaintext_sha256 || got.plaintext_bytes != body.plaintext_bytes
+    {
+        problems.push("decrypted contents differ from the manifest's hash".to_string());
+    }
+    if rows != body.rows {
+        problems.push(format!("{rows} rows, manifest says {}", body.rows));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(
+            OpsError::new(Exit::Data, format!("{shown}: {}", problems.join("; ")))
+                .hint("the archive or its manifest was modified; use another copy"),
+        )
+    }
+}
+
+/// Step 6: delete exactly the primary keys in the verified archive, in short transactions,
+/// then mark the manifest `pruned`. Returns the rows deleted.
+async fn prune(
+    conn: &mut PgConnection,
+    job: &Job,
+    shape: &TableShape,
+    path: &Path,
+    mut manifest: Manifest,
+) -> Result<u64, OpsError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<i64>>(4);
+    let (reader_path, key_bytes, pk, batch_size) = (
+        path.to_path_buf(),
+        *job.archive_key.expose_secret(),
+        shape.primary_key.clone(),
+        job.batch_size,
+    );
+    let reader = tokio::task::spawn_blocking(move || {
+        let key = SymmetricKey::from_bytes(KeyPurpose::Archive, key_bytes);
+        let mut batch = Vec::with_capacity(batch_size);
+        let shown = reader_path.display().to_string();
+        let result = read_back(&reader_path, &key, |line| {
+            let id = line_id(line, &pk).ok_or_else(|| {
+                OpsError::new(
+                    Exit::Data,
+                    format!("{shown}: a row without a leading integer `{pk}`"),
+                )
+            })?;
+            batch.push(id);
+            if batch.len() >= batch_size {
+                tx.blocking_send(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(batch_size),
+                ))
+                .map_err(|_| OpsError::new(Exit::Software, "prune stopped"))?;
+            }
+            Ok(())
+        });
+        if result.is_ok() && !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+        result
+    });
+    let delete = format!(
+        "delete from {} where {} = any($1)",
+        shape.quoted,
+        quote_ident(&shape.primary_key)
+    );
+    let progress = progress(job.json, "pruning", "rows deleted");
+    let mut deleted = 0u64;
+    while let Some(ids) = rx.recv().await {
+        let done = sqlx::query(AssertSqlSafe(delete.clone()))
+            .bind(&ids)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db::error(e, "deleting archived rows"))?;
+        deleted += done.rows_affected();
+        progress.set_position(deleted);
+        crate::failpoint::hit("archive-mid-prune");
+    }
+    progress.finish_and_clear();
+    reader
+        .await
+        .map_err(|e| OpsError::new(Exit::Software, format!("prune reader failed: {e}")))??;
+    manifest.body.state = State::Pruned;
+    manifest.body.rows_deleted = Some(deleted);
+    Manifest::sign(manifest.body, &job.signing_key)?
+        .write(&manifest_path(path), Replace::Allowed)?;
+    Ok(deleted)
+}
+
+/// Step 7: give the freed space back to the table's free-space map and refresh statistics.
+async fn vacuum(conn: &mut PgConnection, shape: &TableShape) -> Result<(), OpsError> {
+    sqlx::query(AssertSqlSafe(format!("vacuum (analyze) {}", shape.quoted)))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db::error(e, "vacuuming the table"))?;
+    Ok(())
+}
+
+/// Step 8: the report, for people or machines.
+fn print_report(ctx: &Context, r: &RunReport) -> Result<(), OpsError> {
+    if ctx.json {
+        return print_json(r);
+    }
+    for path in &r.recovered {
+        println!("completed the interrupted archive {}", path.display());
+    }
+    match r.status {
+        "nothing_to_archive" => println!("nothing to archive: no row of {} is older than {}", r.table, r.cutoff),
+        "dry_run" => println!(
+            "dry run: {} rows of {} older than {} would be archived ({} bytes of JSON, about {} bytes encrypted); nothing changed",
+            r.rows,
+            r.table,
+            r.cutoff,
+            r.plaintext_bytes,
+            r.estimated_file_bytes.unwrap_or(0)
+        ),
+        _ => {
+            println!(
+                "archived {} rows of {} older than {} to {}",
+                r.rows,
+                r.table,
+                r.cutoff,
+                r.file.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            );
+            println!(
+                "  {} bytes of JSON -> {} bytes encrypted (ratio {:.1}), verified, {} rows deleted",
+                r.plaintext_bytes,
+                r.file_bytes,
+                r.compression_ratio.unwrap_or(0.0),
+                r.rows_deleted
+            );
+            let p = &r.phases_ms;
+            println!(
+                "  export {:.0} ms, verify {:.0} ms, prune {:.0} ms, vacuum {:.0} ms, total {:.0} ms",
+                p.export, p.verify, p.prune, p.vacuum, r.duration_ms
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ms(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 100_000.0).round() / 100.0
+}
+
+fn ratio(plain: u64, file: u64) -> Option<f64> {
+    (file > 0).then(|| (plain as f64 / file as f64 * 100.0).round() / 100.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// archive list / verify / cat / restore
+
+/// Resolves FILE (an archive or its manifest) to (archive path, manifest). An archive given by
+/// name is checked as it is, against the manifest beside it (`x.zst.enc` → `x.manifest.json`).
+fn locate(file: &Path) -> Result<(PathBuf, Manifest), OpsError> {
+    let given_manifest = file_name(file).ends_with(".manifest.json");
+    let manifest_file = if given_manifest {
+        file.to_path_buf()
+    } else {
+        manifest_path(file)
+    };
+    if !file.exists() {
+        return Err(PathError::new(
+            FileAction::Open,
+            file,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+        .into());
+    }
+    if !manifest_file.exists() {
+        return Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "{}: its manifest {} is missing",
+                file.display(),
+                manifest_file.display()
+            ),
+        )
+        .hint(
+            "`ransomeye-ops decrypt FILE | zstd -d` still reads an archive without its manifest",
+        ));
+    }
+    let manifest = Manifest::read(&manifest_file)?;
+    let archive = if given_manifest {
+        manifest::archive_path(&manifest_file, &manifest.body)
+    } else {
+        file.to_path_buf()
+    };
+    Ok((archive, manifest))
+}
+
+#[derive(Debug, Serialize)]
+struct ListEntry {
+    file: PathBuf,
+    table: String,
+    state: State,
+    rows: u64,
+    first_id: Option<i64>,
+    last_id: Option<i64>,
+    first_time: Option<String>,
+    last_time: Option<String>,
+    file_bytes: u64,
+    created_at: String,
+    archive_present: bool,
+}
+
+fn list(ctx: &Context) -> Result<(), OpsError> {
+    let config = ctx.config()?;
+    check_readable_dir(&config.archive.dir)?;
+    let entries: Vec<ListEntry> = manifests(&config.archive.dir)?
+        .into_iter()
+        .map(|(path, m)| {
+            let archive = manifest::archive_path(&path, &m.body);
+            ListEntry {
+                archive_present: archive.exists(),
+                file: archive,
+                table: m.body.table,
+                state: m.body.state,
+                rows: m.body.rows,
+                first_id: m.body.first_id,
+                last_id: m.body.last_id,
+                first_time: m.body.first_time,
+                last_time: m.body.last_time,
+                file_bytes: m.body.file_bytes,
+                created_at: m.body.created_at,
+            }
+        })
+        .collect();
+    if ctx.json {
+        return print_json(&entries);
+    }
+    if entries.is_empty() {
+        println!("no archives in {}", config.archive.dir.display());
+    }
+    for e in &entries {
+        println!(
+            "{}  {:<7} {:>10} rows  ids {}..{}  {:>12} bytes  written {}{}",
+            file_name(&e.file),
+            format!("{:?}", e.state).to_lowercase(),
+            e.rows,
+            e.first_id.map(|i| i.to_string()).unwrap_or_default(),
+            e.last_id.map(|i| i.to_string()).unwrap_or_default(),
+            e.file_bytes,
+            e.created_at,
+            if e.archive_present {
+                ""
+            } else {
+                "  (archive file missing)"
+            }
+        );
+    }
+    Ok(())
+}
+
+fn check_readable_dir(dir: &Path) -> Result<(), OpsError> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(OpsError::new(
+            Exit::CantCreate,
+            format!("archive dir {} does not exist", dir.display()),
+        )
+        .hint("fix [archive] dir, or mount the cold-storage volume"))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyEntry {
+    file: PathBuf,
+    ok: bool,
+    error: Option<String>,
+}
+
+fn verify(ctx: &Context, file: Option<&Path>, all: bool) -> Result<(), OpsError> {
+    let config = ctx.config()?;
+    let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Archive)?;
+    let trust = config
+        .trust_public_key()
+        .map_err(|m| OpsError::new(Exit::Config, format!("[trust] public_key {m}")))?;
+    let targets: Vec<PathBuf> = if all {
+        check_readable_dir(&config.archive.dir)?;
+        manifests(&config.archive.dir)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+    } else {
+        file.map(Path::to_path_buf).into_iter().collect()
+    };
+    let rt = runtime()?;
+    let mut results = Vec::new();
+    for target in &targets {
+        let outcome = locate(target).and_then(|(archive, manifest)| {
+            if !archive.exists() {
+                return Err(OpsError::new(
+                    Exit::Data,
+                    format!("{}: archive file missing", archive.display()),
+                ));
+            }
+            rt.block_on(verify_archive(&archive, &manifest, &key, &trust))
+                .map(|()| archive)
+        });
+        match outcome {
+            Ok(archive) => {
+                if !ctx.json {
+                    println!("ok      {}", archive.display());
+                }
+                results.push(VerifyEntry {
+                    file: archive,
+                    ok: true,
+                    error: None,
+                });
+            }
+            Err(e) => {
+                if !ctx.json {
+                    println!("FAILED  {}", e.what);
+                }
+                results.push(VerifyEntry {
+                    file: target.clone(),
+                    ok: false,
+                    error: Some(e.what),
+                });
+            }
+        }
+    }
+    if ctx.json {
+        print_json(&results)?;
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| r.file.display().to_string())
+        .collect();
+    if failed.is_empty() {
+        if results.is_empty() && !ctx.json {
+            println!("no archives to verify");
+        }
+        Ok(())
+    } else {
+        Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "{} of {} archives failed verification: {}",
+                failed.len(),
+                results.len(),
+                failed.join(", ")
+            ),
+        )
+        .hint("do not trust the failed archives; restore them from another copy"))
+    }
+}
+
+fn cat(ctx: &Context, file: &Path) -> Result<(), OpsError> {
+    use std::io::Write;
+    let config = ctx.config()?;
+    let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Archive)?;
+    let (archive, manifest) = locate(file)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let (digests, rows) = read_back(&archive, &key, |line| {
+        out.write_all(line)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(stdout_error)
+    })?;
+    out.flush().map_err(stdout_error)?;
+    compare(
+        &archive.display().to_string(),
+        &manifest.body,
+        &digests,
+        rows,
+    )
+}
+
+fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
+    let config = ctx.config()?;
+    let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Archive)?;
+    let trust = config
+        .trust_public_key()
+        .map_err(|m| OpsError::new(Exit::Config, format!("[trust] public_key {m}")))?;
+    let (archive, manifest) = locate(file)?;
+    let rt = runtime()?;
+    let (inserted, skipped) = rt.block_on(async {
+        verify_archive(&archive, &manifest, &key, &trust).await?;
+        let mut conn = db::connect(&config.database.url, "archive restore").await?;
+        let shape = TableShape::load(&mut conn, &manifest.body.table, &manifest.body.time_column).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(4);
+        let (path, key_bytes) = (archive.clone(), *key.expose_secret());
+        let reader = tokio::task::spawn_blocking(move || {
+            let key = SymmetricKey::from_bytes(KeyPurpose::Archive, key_bytes);
+            let (mut batch, mut n) = (String::from("["), 0usize);
+            let result = read_back(&path, &key, |line| {
+                if n > 0 {
+                    batch.push(',');
+                }
+                batch.push_str(&String::from_utf8_lossy(line));
+                n += 1;
+                if n == RESTORE_BATCH {
+                    batch.push(']');
+                    tx.blocking_send(std::mem::replace(&mut batch, String::from("[")))
+                        .map_err(|_| OpsError::new(Exit::Software, "restore stopped"))?;
+                    n = 0;
+                }
+                Ok(())
+            });
+            if result.is_ok() && n > 0 {
+                batch.push(']');
+                let _ = tx.blocking_send(batch);
+            }
+            result
+        });
+        let insert = format!(
+            "insert into {t} select * from json_populate_recordset(null::{t}, $1::json) on conflict do nothing",
+            t = shape.quoted
+        );
+        let mut inserted = 0u64;
+        while let Some(batch) = rx.recv().await {
+            inserted += sqlx::query(AssertSqlSafe(insert.clone()))
+                .bind(batch)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| db::error(e, "re-inserting archived rows"))?
+                .rows_affected();
+        }
+        let (_, rows) = reader
+            .await
+            .map_err(|e| OpsError::new(Exit::Software, format!("restore reader failed: {e}")))??;
+        Ok::<_, OpsError>((inserted, rows - inserted))
+    })?;
+    if ctx.json {
+        return print_json(&serde_json::json!({
+            "file": archive, "table": manifest.body.table, "rows_inserted": inserted, "rows_skipped": skipped,
+        }));
+    }
+    println!(
+        "restored {inserted} rows from {} into {} ({skipped} skipped: their primary key already exists)",
+        archive.display(),
+        manifest.body.table
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_id_reads_the_leading_primary_key() {
+        assert_eq!(
+            line_id(br#"{"id":12345,"created_at":"x"}"#, "id"),
+            Some(12345)
+        );
+        assert_eq!(line_id(br#"{"id":-7}"#, "id"), Some(-7));
+        assert_eq!(line_id(br#"{"created_at":"x","id":1}"#, "id"), None);
+        assert_eq!(line_id(br#"{"weird\"key":5,"a":1}"#, "weird\"key"), Some(5));
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("audit_logs"), "\"audit_logs\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn archive_names_never_collide() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = next_archive_name(dir.path(), "2026-11-23");
+        assert_eq!(file_name(&first), "logs_2026-11-23.zst.enc");
+        std::fs::write(manifest_path(&first), b"{}").expect("write");
+        assert_eq!(
+            file_name(&next_archive_name(dir.path(), "2026-11-23")),
+            "logs_2026-11-23.2.zst.enc"
+        );
+    }
+}

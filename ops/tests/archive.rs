@@ -1,0 +1,525 @@
+//! `archive`: old audit logs to encrypted cold storage, verified before deleted, losing nothing.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{run, World};
+
+/// 600 rows, one every 2.4 hours over 60 days; ids 1..=600, the oldest first... in reverse:
+/// row g is g*2.4 h old, so rows with g > 300 are older than 30 days.
+fn seed(w: &World, rows: i64) {
+    w.db().execute(&format!(
+        "insert into audit_logs (created_at, actor, action, target, details) \
+         select now() - g * interval '144 minutes', 'user' || (g % 7), 'login', 'host-' || g, \
+                jsonb_build_object('n', g, 'tags', jsonb_build_array('a', 'b'), 'ok', g % 2 = 0) \
+         from generate_series(1, {rows}) g"
+    ));
+}
+
+fn old_count(w: &World) -> i64 {
+    w.db()
+        .int("select count(*)::int8 from audit_logs where created_at < now() - interval '30 days'")
+}
+
+/// Digest of every row in id order, for exact before/after comparisons.
+fn table_digest(w: &World) -> String {
+    w.db().text("select coalesce(md5(string_agg(row_to_json(a)::text, E'\\n' order by id)), '') from audit_logs a")
+}
+
+fn archives(w: &World) -> Vec<String> {
+    w.list("archive")
+        .into_iter()
+        .filter(|n| n.ends_with(".zst.enc"))
+        .collect()
+}
+
+fn cat_rows(w: &World, file: &str) -> Vec<serde_json::Value> {
+    let out = w
+        .ops()
+        .args(["archive", "cat"])
+        .arg(w.path("archive").join(file))
+        .stdout(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+#[test]
+fn archive_moves_old_rows_to_a_verified_encrypted_file_and_keeps_new_ones() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let old = old_count(&w);
+    assert!(old > 250 && old < 350, "{old}");
+    let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(report["status"], "archived");
+    assert_eq!(report["rows"], old);
+    assert_eq!(report["rows_deleted"], old);
+    assert_eq!(old_count(&w), 0);
+    assert_eq!(
+        w.db().int("select count(*)::int8 from audit_logs"),
+        600 - old
+    );
+
+    let files = archives(&w);
+    assert_eq!(files.len(), 1);
+    assert!(
+        files[0].starts_with("logs_") && files[0].ends_with(".zst.enc"),
+        "{files:?}"
+    );
+    let rows = cat_rows(&w, &files[0]);
+    assert_eq!(rows.len() as i64, old);
+    // Every column, jsonb as JSON, timestamps RFC 3339, primary-key order.
+    let first = &rows[0];
+    for col in ["id", "created_at", "actor", "action", "target", "details"] {
+        assert!(first.get(col).is_some(), "missing {col} in {first}");
+    }
+    assert!(first["details"]["tags"].is_array(), "{first}");
+    assert!(
+        first["created_at"].as_str().unwrap_or("").contains('T'),
+        "{first}"
+    );
+    let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().expect("id")).collect();
+    assert!(
+        ids.windows(2).all(|p| p[0] < p[1]),
+        "not in primary-key order"
+    );
+
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            w.path("archive")
+                .join(files[0].replace(".zst.enc", ".manifest.json")),
+        )
+        .expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["body"]["state"], "pruned");
+    assert_eq!(manifest["body"]["rows"], old);
+    assert_eq!(manifest["body"]["table"], "audit_logs");
+    // The archive is an envelope: decrypt + zstd -d gives the same JSON Lines.
+    let decrypted = w
+        .ops()
+        .arg("decrypt")
+        .arg(w.path("archive").join(&files[0]))
+        .stdout(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(decrypted.status.code(), Some(0));
+    let plain = zstd::stream::decode_all(&decrypted.stdout[..]).expect("zstd");
+    assert_eq!(plain.iter().filter(|b| **b == b'\n').count() as i64, old);
+
+    run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
+}
+
+#[test]
+fn nothing_old_enough_writes_no_file_and_exits_0() {
+    let w = World::initialised();
+    seed(&w, 100); // at most 10 days old
+    let out = run(w.ops().args(["archive", "--days", "30"]));
+    out.expect_code(0);
+    assert!(out.stdout.contains("nothing to archive"), "{}", out.stdout);
+    assert!(archives(&w).is_empty());
+    assert!(
+        w.list("archive").iter().all(|n| n.starts_with('.')),
+        "{:?}",
+        w.list("archive")
+    );
+}
+
+#[test]
+fn dry_run_reports_and_changes_nothing() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let before = table_digest(&w);
+    let out = run(w
+        .ops()
+        .args(["--json", "archive", "--dry-run", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(out.json()["status"], "dry_run");
+    assert_eq!(out.json()["rows"], old_count(&w));
+    assert!(out.json()["estimated_file_bytes"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(table_digest(&w), before);
+    assert!(archives(&w).is_empty());
+}
+
+#[test]
+fn a_second_run_the_same_day_never_replaces_the_first_archive() {
+    let w = World::initialised();
+    seed(&w, 600);
+    run(w.ops().args(["archive", "--days", "45"])).expect_code(0);
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    let files = archives(&w);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().any(|f| f.contains(".2.zst.enc")), "{files:?}");
+    let total: usize = files.iter().map(|f| cat_rows(&w, f).len()).sum();
+    assert_eq!(
+        total as i64 + w.db().int("select count(*)::int8 from audit_logs"),
+        600
+    );
+}
+
+#[test]
+fn a_concurrent_run_exits_75_naming_the_holder() {
+    use nix::fcntl::{Flock, FlockArg};
+    let w = World::initialised();
+    seed(&w, 600);
+    let lock_path = w.path("archive/.archive-audit_logs.lock");
+    std::fs::write(
+        &lock_path,
+        "pid 4242 on testhost, started 2026-11-23T10:00:00Z",
+    )
+    .expect("write");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .expect("open");
+    let held = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .expect("flock");
+    let before = table_digest(&w);
+    run(w.ops().args(["archive", "--days", "30"]))
+        .expect_code(75)
+        .stderr_has("pid 4242 on testhost");
+    assert_eq!(table_digest(&w), before);
+    drop(held);
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+}
+
+#[test]
+fn a_run_on_another_host_holding_the_database_lock_exits_75() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let url = w.db().url.clone();
+    common::block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query(
+            "select pg_advisory_lock(hashtextextended('ransomeye-ops archive audit_logs', 0))",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("lock");
+        let out = run(w.ops().args(["archive", "--days", "30"]));
+        out.expect_code(75).stderr_has("PostgreSQL backend pid");
+        drop(conn);
+    });
+    assert!(archives(&w).is_empty());
+}
+
+#[test]
+fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let before = table_digest(&w);
+    let old = old_count(&w);
+    let out = run(w
+        .ops()
+        .args(["archive", "--days", "30"])
+        .env("RANSOMEYE_FAILPOINT", "archive-before-commit"));
+    assert_ne!(out.code, 0, "the failpoint must kill the run");
+    assert_eq!(
+        table_digest(&w),
+        before,
+        "rows changed by an interrupted run"
+    );
+    assert!(
+        archives(&w).is_empty(),
+        "an archive appeared under its final name: {:?}",
+        w.list("archive")
+    );
+
+    let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(out.json()["rows"], old);
+    assert_eq!(old_count(&w), 0);
+    assert_eq!(archives(&w).len(), 1);
+    let leftovers: Vec<String> = w
+        .list("archive")
+        .into_iter()
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+#[test]
+fn killed_mid_prune_the_rerun_finishes_the_prune_without_archiving_twice() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let old = old_count(&w);
+    let all_ids = w
+        .db()
+        .text("select string_agg(id::text, ',' order by id) from audit_logs");
+    let out = run(w
+        .ops()
+        .args(["archive", "--days", "30", "--batch-size", "50"])
+        .env("RANSOMEYE_FAILPOINT", "archive-mid-prune"));
+    assert_ne!(out.code, 0);
+    let remaining_old = old_count(&w);
+    assert!(
+        remaining_old > 0 && remaining_old < old,
+        "prune should be partial: {remaining_old} of {old}"
+    );
+
+    let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["recovered"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(old_count(&w), 0);
+    let files = archives(&w);
+    assert_eq!(
+        files.len(),
+        1,
+        "the interrupted archive must be completed, not redone: {files:?}"
+    );
+    // Rows in the table plus rows in the archive are exactly the original rows, once each.
+    let mut ids: Vec<i64> = cat_rows(&w, &files[0])
+        .iter()
+        .map(|r| r["id"].as_i64().expect("id"))
+        .collect();
+    let kept = w
+        .db()
+        .text("select coalesce(string_agg(id::text, ','), '') from audit_logs");
+    ids.extend(
+        kept.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<i64>().expect("id")),
+    );
+    ids.sort_unstable();
+    let expected: Vec<i64> = all_ids.split(',').map(|s| s.parse().expect("id")).collect();
+    assert_eq!(ids, expected);
+}
+
+#[test]
+fn a_row_inserted_with_an_old_timestamp_after_the_export_is_not_pruned_unarchived() {
+    // Prune deletes the archived primary keys, not "everything older than the cutoff": a late
+    // row with an old timestamp stays in the table until an archive holds it.
+    let w = World::initialised();
+    seed(&w, 600);
+    let out = run(w
+        .ops()
+        .args(["archive", "--days", "30", "--batch-size", "50"])
+        .env("RANSOMEYE_FAILPOINT", "archive-mid-prune"));
+    assert_ne!(out.code, 0);
+    w.db().execute("insert into audit_logs (created_at, actor) values (now() - interval '90 days', 'late writer')");
+    let late = w
+        .db()
+        .int("select id::int8 from audit_logs where actor = 'late writer'");
+
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    let mut files = archives(&w);
+    // logs_<date>.zst.enc, then logs_<date>.2.zst.enc
+    files.sort_by_key(|f| (f.len(), f.clone()));
+    assert_eq!(
+        files.len(),
+        2,
+        "the completed archive and one with the late row: {files:?}"
+    );
+    let in_first = cat_rows(&w, &files[0]).iter().any(|r| r["id"] == late);
+    let second = cat_rows(&w, &files[1]);
+    assert!(
+        !in_first,
+        "the late row cannot be in an archive written before it existed"
+    );
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0]["id"], late);
+    assert_eq!(second[0]["actor"], "late writer");
+}
+
+#[test]
+fn tampered_archives_and_manifests_fail_verification_with_65() {
+    let w = World::initialised();
+    seed(&w, 600);
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    let file = w.path("archive").join(&archives(&w)[0]);
+    let original = std::fs::read(&file).expect("read");
+
+    let mut flipped = original.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    std::fs::write(&file, &flipped).expect("write");
+    run(w.ops().args(["archive", "verify"]).arg(&file))
+        .expect_code(65)
+        .stderr_has("failed verification");
+    run(w
+        .ops()
+        .args(["archive", "cat"])
+        .arg(&file)
+        .stdout(Stdio::null()))
+    .expect_code(65);
+
+    std::fs::write(&file, &original[..original.len() - 10]).expect("write");
+    run(w.ops().args(["archive", "verify", "--all"])).expect_code(65);
+
+    std::fs::write(&file, &original).expect("write");
+    run(w.ops().args(["archive", "verify"]).arg(&file)).expect_code(0);
+    let manifest = w
+        .path("archive")
+        .join(archives(&w)[0].replace(".zst.enc", ".manifest.json"));
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, text.replacen("\"rows\": ", "\"rows\": 1", 1)).expect("write");
+    run(w.ops().args(["archive", "verify"]).arg(&file))
+        .expect_code(65)
+        .stdout
+        .contains("signature");
+}
+
+#[test]
+fn restore_brings_rows_back_exactly_including_nulls_unicode_big_jsonb_and_extra_columns() {
+    let w = World::initialised();
+    w.db().execute(
+        "alter table audit_logs add column severity smallint, add column source inet, add column raw bytea;
+         insert into audit_logs (created_at, actor, action, target, details, severity, source, raw) values
+           (now() - interval '40 days', null, null, null, null, null, null, null),
+           (now() - interval '41 days', 'Zoë 🦀 \"quoted\" \\ back', E'line\\nbreak\\ttab', 'ünïcödé', '{\"deep\": {\"a\": [1, 2, {\"b\": null}]}, \"s\": \"x\\u0001y\"}', 3, '10.0.0.1', '\\x00ff10'),
+           (now() - interval '42 days', 'big', 'blob', 't', (select jsonb_object_agg('k' || g, repeat('v', 100)) from generate_series(1, 2000) g), 1, '::1', null),
+           (now() - interval '1 day', 'recent', 'x', 'y', '{}', 2, null, null);",
+    );
+    let before = table_digest(&w);
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    assert_eq!(w.db().int("select count(*)::int8 from audit_logs"), 1);
+    let file = w.path("archive").join(&archives(&w)[0]);
+    let out = run(w.ops().args(["--json", "archive", "restore"]).arg(&file));
+    out.expect_code(0);
+    assert_eq!(out.json()["rows_inserted"], 3);
+    assert_eq!(
+        table_digest(&w),
+        before,
+        "restored rows differ from the originals"
+    );
+    // Restoring again inserts nothing: every primary key exists.
+    let out = run(w.ops().args(["--json", "archive", "restore"]).arg(&file));
+    out.expect_code(0);
+    assert_eq!(out.json()["rows_inserted"], 0);
+    assert_eq!(out.json()["rows_skipped"], 3);
+}
+
+#[test]
+fn list_shows_each_archive_with_rows_and_state() {
+    let w = World::initialised();
+    seed(&w, 600);
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    let out = run(w.ops().args(["--json", "archive", "list"]));
+    out.expect_code(0);
+    let list = out.json();
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(list[0]["state"], "pruned");
+    assert_eq!(
+        list[0]["rows"],
+        600 - w.db().int("select count(*)::int8 from audit_logs")
+    );
+}
+
+#[test]
+fn bad_input_is_named_and_changes_nothing() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let before = table_digest(&w);
+
+    // Archive directory missing: 73.
+    std::fs::rename(w.path("archive"), w.path("archive.away")).expect("rename");
+    run(w.ops().args(["archive", "--days", "30"]))
+        .expect_code(73)
+        .stderr_has("archive dir");
+    std::fs::rename(w.path("archive.away"), w.path("archive")).expect("rename");
+
+    // Table or column missing: 78.
+    w.edit_config(|t| t.replace("table = \"audit_logs\"", "table = \"audit_log\""));
+    run(w.ops().args(["archive", "--days", "30"]))
+        .expect_code(78)
+        .stderr_has("audit_log");
+    w.edit_config(|t| {
+        t.replace("table = \"audit_log\"", "table = \"audit_logs\"")
+            .replace("time_column = \"created_at\"", "time_column = \"created\"")
+    });
+    run(w.ops().args(["archive", "--days", "30"]))
+        .expect_code(78)
+        .stderr_has("created");
+    w.edit_config(|t| t.replace("time_column = \"created\"", "time_column = \"created_at\""));
+
+    // Database unreachable: 69.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    run(w.ops().args(["archive", "--days", "30"]).env(
+        "RANSOMEYE_DATABASE_URL",
+        format!("postgres://postgres@127.0.0.1:{port}/x"),
+    ))
+    .expect_code(69);
+
+    assert_eq!(table_digest(&w), before);
+    assert!(archives(&w).is_empty());
+}
+
+/// A tiny tmpfs mounted over a directory for the life of the guard.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        assert!(
+            common::is_root(),
+            "mounting a tmpfs needs root (scripts/test runs as root)"
+        );
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0750"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount -t tmpfs failed");
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_exits_74_deletes_nothing_and_leaves_no_partial_file() {
+    let w = World::initialised();
+    // Incompressible details, so the archive cannot fit in 64 KiB.
+    w.db().execute(
+        "insert into audit_logs (created_at, actor, details) \
+         select now() - interval '40 days' - g * interval '1 minute', 'u', \
+                jsonb_build_object('noise', md5(random()::text) || md5(random()::text) || md5(random()::text)) \
+         from generate_series(1, 3000) g",
+    );
+    let before = table_digest(&w);
+    let _disk = SmallDisk::mount(&w.path("archive"), "64k");
+    let out = run(w.ops().args(["archive", "--days", "30"]));
+    out.expect_code(74).stderr_has("No space left");
+    assert_eq!(
+        table_digest(&w),
+        before,
+        "rows were deleted although the archive failed"
+    );
+    let left = w.list("archive");
+    assert!(
+        left.iter().all(|n| n.starts_with(".archive-")),
+        "partial files left: {left:?}"
+    );
+}
