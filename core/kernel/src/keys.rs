@@ -132,7 +132,9 @@ pub enum KeyError {
     Io(#[from] PathError),
 }
 
-/// A 32-byte secret key for the envelope format (archive or backup).
+/// A 32-byte secret key for the envelope format (archive or backup). Clones are zeroized on
+/// drop too (hand one to a worker thread rather than copying the bytes out).
+#[derive(Clone)]
 pub struct SymmetricKey {
     purpose: KeyPurpose,
     id: KeyId,

@@ -631,13 +631,10 @@ async fn verify_archive(
             ),
         ));
     }
-    let (path, key_bytes) = (path.to_path_buf(), *key.expose_secret());
-    let (digests, rows) = tokio::task::spawn_blocking(move || {
-        let key = SymmetricKey::from_bytes(KeyPurpose::Archive, key_bytes);
-        read_back(&path, &key, |_| Ok(()))
-    })
-    .await
-    .map_err(|e| OpsError::new(Exit::Software, format!("verify thread failed: {e}")))??;
+    let (path, key) = (path.to_path_buf(), key.clone());
+    let (digests, rows) = tokio::task::spawn_blocking(move || read_back(&path, &key, |_| Ok(())))
+        .await
+        .map_err(|e| OpsError::new(Exit::Software, format!("verify thread failed: {e}")))??;
     compare(&shown, &manifest.body, &digests, rows)
 }
 
@@ -676,14 +673,13 @@ async fn prune(
     mut manifest: Manifest,
 ) -> Result<u64, OpsError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<i64>>(4);
-    let (reader_path, key_bytes, pk, batch_size) = (
+    let (reader_path, key, pk, batch_size) = (
         path.to_path_buf(),
-        *job.archive_key.expose_secret(),
+        job.archive_key.clone(),
         shape.primary_key.clone(),
         job.batch_size,
     );
     let reader = tokio::task::spawn_blocking(move || {
-        let key = SymmetricKey::from_bytes(KeyPurpose::Archive, key_bytes);
         let mut batch = Vec::with_capacity(batch_size);
         let shown = reader_path.display().to_string();
         let result = read_back(&reader_path, &key, |line| {
@@ -1032,9 +1028,8 @@ fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
         let mut conn = db::connect(&config.database.url, "archive restore").await?;
         let shape = TableShape::load(&mut conn, &manifest.body.table, &manifest.body.time_column).await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(4);
-        let (path, key_bytes) = (archive.clone(), *key.expose_secret());
+        let (path, key) = (archive.clone(), key.clone());
         let reader = tokio::task::spawn_blocking(move || {
-            let key = SymmetricKey::from_bytes(KeyPurpose::Archive, key_bytes);
             let (mut batch, mut n) = (String::from("["), 0usize);
             let result = read_back(&path, &key, |line| {
                 if n > 0 {
