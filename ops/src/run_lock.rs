@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use ransomeye_kernel::{FileAction, PathError};
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::error::{Exit, OpsError};
 
@@ -86,20 +86,37 @@ impl RunLock {
     }
 }
 
+/// How long to wait for the database lock. A run killed a moment ago still holds it until its
+/// backend notices the closed connection, so a rerun right after a kill waits briefly instead
+/// of failing; a live run elsewhere still makes this one exit 75 after the wait.
+const ADVISORY_WAIT: &str = "5s";
+
 /// Takes a session-level advisory lock named `name` on `conn` (held until the connection ends),
-/// or fails with exit 75 naming the PostgreSQL backend that holds it.
+/// waiting up to [`ADVISORY_WAIT`], or fails with exit 75 naming the backend that holds it.
 pub async fn advisory_lock(
     conn: &mut PgConnection,
     name: &str,
     operation: &str,
 ) -> Result<(), OpsError> {
-    let got: bool = sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+    sqlx::query(AssertSqlSafe(format!(
+        "set lock_timeout = '{ADVISORY_WAIT}'"
+    )))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| crate::db::error(e, "setting the lock timeout"))?;
+    let taken = sqlx::query("select pg_advisory_lock(hashtextextended($1, 0))")
         .bind(name)
-        .fetch_one(&mut *conn)
+        .execute(&mut *conn)
+        .await;
+    sqlx::query("set lock_timeout = 0")
+        .execute(&mut *conn)
         .await
-        .map_err(|e| crate::db::error(e, "taking the advisory lock"))?;
-    if got {
-        return Ok(());
+        .map_err(|e| crate::db::error(e, "resetting the lock timeout"))?;
+    match taken {
+        Ok(_) => return Ok(()),
+        // 55P03 lock_not_available: the wait timed out.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {}
+        Err(e) => return Err(crate::db::error(e, "taking the advisory lock")),
     }
     let holder: Option<(i32, Option<String>)> = sqlx::query_as(
         "select a.pid, nullif(a.application_name, '') from pg_locks l \

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{run, World};
+use common::{run, stdout_bytes, World};
 
 /// 600 rows, one every 2.4 hours over 60 days; ids 1..=600, the oldest first... in reverse:
 /// row g is g*2.4 h old, so rows with g > 300 are older than 30 days.
@@ -35,20 +35,12 @@ fn archives(w: &World) -> Vec<String> {
 }
 
 fn cat_rows(w: &World, file: &str) -> Vec<serde_json::Value> {
-    let out = w
-        .ops()
-        .args(["archive", "cat"])
-        .arg(w.path("archive").join(file))
-        .stdout(Stdio::piped())
-        .output()
-        .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_bytes(
+        w.ops()
+            .args(["archive", "cat"])
+            .arg(w.path("archive").join(file)),
     );
-    String::from_utf8(out.stdout)
+    String::from_utf8(out)
         .expect("utf-8")
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
@@ -109,15 +101,12 @@ fn archive_moves_old_rows_to_a_verified_encrypted_file_and_keeps_new_ones() {
     assert_eq!(manifest["body"]["rows"], old);
     assert_eq!(manifest["body"]["table"], "audit_logs");
     // The archive is an envelope: decrypt + zstd -d gives the same JSON Lines.
-    let decrypted = w
-        .ops()
-        .arg("decrypt")
-        .arg(w.path("archive").join(&files[0]))
-        .stdout(Stdio::piped())
-        .output()
-        .expect("run");
-    assert_eq!(decrypted.status.code(), Some(0));
-    let plain = zstd::stream::decode_all(&decrypted.stdout[..]).expect("zstd");
+    let decrypted = stdout_bytes(
+        w.ops()
+            .arg("decrypt")
+            .arg(w.path("archive").join(&files[0])),
+    );
+    let plain = zstd::stream::decode_all(&decrypted[..]).expect("zstd");
     assert_eq!(plain.iter().filter(|b| **b == b'\n').count() as i64, old);
 
     run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);

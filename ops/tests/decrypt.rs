@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use common::{run, World};
+use common::{run, stdout_bytes, World};
 use ransomeye_kernel::envelope::{EnvelopeWriter, Purpose};
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 
@@ -34,23 +34,11 @@ fn decrypt_to_stdout_yields_the_exact_plaintext() {
     let w = World::initialised();
     let plain = sample(300_000);
     let file = archive_file(&w, "logs.zst.enc", &plain);
-    let out = w
-        .ops()
-        .arg("decrypt")
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .output()
-        .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = stdout_bytes(w.ops().arg("decrypt").arg(&file));
     assert!(
-        out.stdout == plain,
+        out == plain,
         "plaintext differs ({} vs {} bytes)",
-        out.stdout.len(),
+        out.len(),
         plain.len()
     );
 }

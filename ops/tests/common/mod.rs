@@ -257,6 +257,22 @@ impl Run {
     }
 }
 
+/// Runs a command that must succeed and returns its raw stdout (binary or large output).
+#[track_caller]
+pub fn stdout_bytes(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .expect("run ransomeye-ops");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs a prepared command and collects its output.
 pub fn run(cmd: &mut Command) -> Run {
     Run::from(cmd.output().expect("run ransomeye-ops"))
