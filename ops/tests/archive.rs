@@ -363,10 +363,9 @@ fn tampered_archives_and_manifests_fail_verification_with_65() {
         .join(archives(&w)[0].replace(".zst.enc", ".manifest.json"));
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     std::fs::write(&manifest, text.replacen("\"rows\": ", "\"rows\": 1", 1)).expect("write");
-    run(w.ops().args(["archive", "verify"]).arg(&file))
-        .expect_code(65)
-        .stdout
-        .contains("signature");
+    let out = run(w.ops().args(["archive", "verify"]).arg(&file));
+    out.expect_code(65);
+    assert!(out.stdout.contains("signature"), "{}", out.stdout);
 }
 
 #[test]
@@ -566,4 +565,33 @@ fn sigkill_at_spread_moments_then_rerun_loses_and_duplicates_nothing() {
             "temp files after the rerun: {left:?}"
         );
     }
+}
+
+#[test]
+fn an_archive_from_another_key_is_refused_with_77_by_verify_and_cat() {
+    let w = World::initialised();
+    seed(&w, 600);
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    let file = w.path("archive").join(&archives(&w)[0]);
+    // Another installation's archive key in place of ours (as after restoring the wrong key backup).
+    let key = w.path("keys/archive.key");
+    std::fs::remove_file(&key).expect("rm");
+    ransomeye_kernel::keys::KeyDir::new(w.path("keys"))
+        .create_symmetric(
+            &ransomeye_kernel::keys::SymmetricKey::generate(
+                ransomeye_kernel::keys::KeyPurpose::Archive,
+            )
+            .expect("generate"),
+        )
+        .expect("create");
+    let out = run(w.ops().args(["archive", "verify"]).arg(&file));
+    out.expect_code(65);
+    assert!(out.stdout.contains("archive key"), "{}", out.stdout);
+    run(w
+        .ops()
+        .args(["archive", "cat"])
+        .arg(&file)
+        .stdout(Stdio::null()))
+    .expect_code(77)
+    .stderr_has("archive key");
 }
