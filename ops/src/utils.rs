@@ -75,3 +75,8 @@ pub fn progress(json: bool, message: &'static str, unit: &'static str) -> indica
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
 }
+
+/// Milliseconds since `start`, to 0.01 ms, as reports show durations.
+pub fn elapsed_ms(start: std::time::Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 100_000.0).round() / 100.0
+}

@@ -33,7 +33,7 @@ use crate::cli::{ArchiveArgs, ArchiveCommand, ArchiveRunArgs};
 use crate::db;
 use crate::error::{Exit, OpsError};
 use crate::run_lock::{self, RunLock};
-use crate::utils::{print_json, progress, runtime, stdout_error};
+use crate::utils::{elapsed_ms, print_json, progress, runtime, stdout_error};
 
 /// Bytes of JSON Lines handed from the database reader to the encoder thread at a time.
 const CHUNK: usize = 256 * 1024;
@@ -109,13 +109,13 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         let mut conn = db::connect(&config.database.url, "archive").await?;
         let phase = Instant::now();
         let _lock = lock(&mut conn, &job).await?;
-        report.phases_ms.lock = ms(phase);
+        report.phases_ms.lock = elapsed_ms(phase);
 
         let shape = TableShape::load(&mut conn, &job.table, &job.time_column).await?;
 
         let phase = Instant::now();
         report.recovered = finish_interrupted(&mut conn, &job, &shape).await?;
-        report.phases_ms.recover = ms(phase);
+        report.phases_ms.recover = elapsed_ms(phase);
 
         let cutoff = cutoff(&mut conn, job.days).await?;
         report.cutoff = cutoff.clone();
@@ -128,7 +128,7 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
             report.status = "nothing_to_archive";
             return Ok(());
         };
-        report.phases_ms.export = ms(phase);
+        report.phases_ms.export = elapsed_ms(phase);
         report.rows = manifest.body.rows;
         report.plaintext_bytes = manifest.body.plaintext_bytes;
         report.file_bytes = manifest.body.file_bytes;
@@ -138,22 +138,22 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
 
         let phase = Instant::now();
         verify_archive(&path, &manifest, &job.archive_key, &job.trust_public_key).await?;
-        report.phases_ms.verify = ms(phase);
+        report.phases_ms.verify = elapsed_ms(phase);
 
         let phase = Instant::now();
         report.rows_deleted = prune(&mut conn, &job, &shape, &path, manifest).await?;
-        report.phases_ms.prune = ms(phase);
+        report.phases_ms.prune = elapsed_ms(phase);
 
         if job.vacuum {
             let phase = Instant::now();
             vacuum(&mut conn, &shape).await?;
-            report.phases_ms.vacuum = ms(phase);
+            report.phases_ms.vacuum = elapsed_ms(phase);
         }
         report.status = "archived";
         Ok::<(), OpsError>(())
     })?;
     rt.shutdown_background();
-    report.duration_ms = ms(started);
+    report.duration_ms = elapsed_ms(started);
     print_report(ctx, &report)
 }
 
@@ -782,10 +782,6 @@ fn print_report(ctx: &Context, r: &RunReport) -> Result<(), OpsError> {
         }
     }
     Ok(())
-}
-
-fn ms(since: Instant) -> f64 {
-    (since.elapsed().as_secs_f64() * 100_000.0).round() / 100.0
 }
 
 fn ratio(plain: u64, file: u64) -> Option<f64> {

@@ -18,7 +18,7 @@ use sqlx::Connection;
 use super::Context;
 use crate::cli::HealthArgs;
 use crate::error::{Exit, OpsError};
-use crate::utils::{print_json, runtime};
+use crate::utils::{elapsed_ms, print_json, runtime};
 
 /// Free space below this fraction is critical (the seed's rule: more than 10 % must be free).
 const DISK_CRITICAL: f64 = 0.10;
@@ -162,7 +162,7 @@ pub fn run(ctx: &Context, args: &HealthArgs) -> Result<u8, OpsError> {
     let report = Report {
         status,
         checks,
-        duration_ms: millis(started.elapsed()),
+        duration_ms: elapsed_ms(started),
     };
     if ctx.json {
         print_json(&report)?;
@@ -217,7 +217,7 @@ async fn bounded(
             c
         }
     };
-    result.latency_ms = millis(started.elapsed());
+    result.latency_ms = elapsed_ms(started);
     result
 }
 
@@ -240,7 +240,7 @@ async fn check_database(url: &str, timeout: Duration) -> Check {
     };
     check
         .metrics
-        .insert("connect_ms".into(), millis(connect.elapsed()));
+        .insert("connect_ms".into(), elapsed_ms(connect));
     let ping = Instant::now();
     if let Err(e) = sqlx::query("select 1").execute(&mut conn).await {
         check.degrade(
@@ -249,7 +249,7 @@ async fn check_database(url: &str, timeout: Duration) -> Check {
         );
         return check;
     }
-    let select_ms = millis(ping.elapsed());
+    let select_ms = elapsed_ms(ping);
     check.metrics.insert("select_1_ms".into(), select_ms);
     let stats: Result<(String, i64, i64), sqlx::Error> = sqlx::query_as(
         "select current_setting('server_version'), \
@@ -316,13 +316,13 @@ async fn check_bus(url: &str, timeout: Duration) -> Check {
     };
     check
         .metrics
-        .insert("connect_ms".into(), millis(connect.elapsed()));
+        .insert("connect_ms".into(), elapsed_ms(connect));
     let rtt = Instant::now();
     if let Err(e) = client.flush().await {
         check.degrade(Status::Critical, format!("no round trip: {e}"));
         return check;
     }
-    let rtt_ms = millis(rtt.elapsed());
+    let rtt_ms = elapsed_ms(rtt);
     check.metrics.insert("rtt_ms".into(), rtt_ms);
     let info = client.server_info();
     check.note(format!(
@@ -620,10 +620,6 @@ fn write_prometheus(path: &Path, report: &Report) -> Result<(), OpsError> {
     };
     write_atomic(path, out.as_bytes(), ownership, Replace::Allowed)?;
     Ok(())
-}
-
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
 
 fn first_line(s: &str) -> &str {
