@@ -104,8 +104,9 @@ fn member_of_ransomeye_admin_is_allowed() {
         .args(["--json", "health", "--timeout", "5"])
         .uid(NOBODY)
         .gid(admin_gid()));
+    // Any Nagios status (0-3) means the gate let the member through; 77 would mean it did not.
     assert!(
-        out.code == 0 || out.code == 1,
+        (0..=3).contains(&out.code),
         "admin member should run health: {out:?}"
     );
     assert_eq!(out.json()["checks"].as_array().map(Vec::len), Some(4));
