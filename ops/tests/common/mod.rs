@@ -164,26 +164,28 @@ impl TestDb {
 }
 
 impl TestDb {
-    /// Runs a query returning one text value (use `::text` casts).
-    pub fn text(&self, sql: &str) -> String {
+    /// Runs a query returning one value of type `T`.
+    fn scalar<T>(&self, sql: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
         block_on(async {
             let mut conn = PgConnection::connect(&self.url).await.expect("connect");
-            sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.to_string()))
+            sqlx::query_scalar::<_, T>(AssertSqlSafe(sql.to_string()))
                 .fetch_one(&mut conn)
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
         })
     }
 
+    /// Runs a query returning one text value (use `::text` casts).
+    pub fn text(&self, sql: &str) -> String {
+        self.scalar(sql)
+    }
+
     /// Runs a query returning one integer (use `::int8` casts).
     pub fn int(&self, sql: &str) -> i64 {
-        block_on(async {
-            let mut conn = PgConnection::connect(&self.url).await.expect("connect");
-            sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_string()))
-                .fetch_one(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        })
+        self.scalar(sql)
     }
 }
 
