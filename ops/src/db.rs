@@ -43,6 +43,7 @@ pub fn error(e: sqlx::Error, doing: &str) -> OpsError {
     err
 }
 
-fn first_line(s: &str) -> &str {
+/// The first line of a (possibly multi-line) driver error, for one-line messages.
+pub fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }

@@ -17,6 +17,7 @@ use sqlx::Connection;
 
 use super::Context;
 use crate::cli::HealthArgs;
+use crate::db::first_line;
 use crate::error::{Exit, OpsError};
 use crate::utils::{elapsed_ms, print_json, runtime};
 
@@ -620,10 +621,6 @@ fn write_prometheus(path: &Path, report: &Report) -> Result<(), OpsError> {
     };
     write_atomic(path, out.as_bytes(), ownership, Replace::Allowed)?;
     Ok(())
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
 }
 
 /// Removes a password from a URL before it is shown.
