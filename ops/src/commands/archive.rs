@@ -457,6 +457,31 @@ struct Bounds {
     last: Vec<u8>,
 }
 
+impl Bounds {
+    /// Takes the next bytes of the JSON Lines stream: keeps the first and the latest complete
+    /// line, gathers a line split across chunks in `partial`. Returns the lines completed.
+    fn take(&mut self, data: &[u8], partial: &mut Vec<u8>) -> u64 {
+        let mut rows = 0;
+        let mut start = 0;
+        let mut newlines = memchr::memchr_iter(b'\n', data).peekable();
+        while let Some(end) = newlines.next() {
+            rows += 1;
+            // Only the first line and the last line completed in this chunk are kept.
+            if self.first.is_none() || newlines.peek().is_none() {
+                partial.extend_from_slice(&data[start..end]);
+                if self.first.is_none() {
+                    self.first = Some(partial.clone());
+                }
+                std::mem::swap(&mut self.last, partial);
+            }
+            partial.clear();
+            start = end + 1;
+        }
+        partial.extend_from_slice(&data[start..]);
+        rows
+    }
+}
+
 /// Step 4: select → encode → compress → encrypt → persist. The database streams JSON Lines
 /// (COPY) on this task; compression, encryption and writing run beside it on a blocking thread.
 /// Returns `None` (and leaves no file) when no row is old enough.
@@ -505,18 +530,7 @@ async fn export(
             .map_err(|e| db::error(e, "starting the export"))?;
         while let Some(data) = copy.next().await {
             let data = data.map_err(|e| db::error(e, "exporting rows"))?;
-            for &b in data.iter() {
-                if b == b'\n' {
-                    rows += 1;
-                    if bounds.first.is_none() {
-                        bounds.first = Some(line.clone());
-                    }
-                    std::mem::swap(&mut bounds.last, &mut line);
-                    line.clear();
-                } else {
-                    line.push(b);
-                }
-            }
+            rows += bounds.take(&data, &mut line);
             chunk.extend_from_slice(&data);
             progress.set_position(rows);
             if chunk.len() >= CHUNK
@@ -1127,6 +1141,28 @@ mod tests {
             (vec![i64::MAX, 1], vec![i64::MAX, 1])
         );
         assert_eq!(consecutive_runs(&[]), (vec![], vec![]));
+    }
+
+    #[test]
+    fn bounds_keep_first_and_last_line_however_the_stream_is_cut() {
+        let stream = b"{\"id\":1}\n{\"id\":22}\n\n{\"id\":333}\n{\"id\":4444}\n";
+        for cut_a in 0..stream.len() {
+            for cut_b in cut_a..stream.len() {
+                let (mut bounds, mut partial) = (Bounds::default(), Vec::new());
+                let rows: u64 = [
+                    &stream[..cut_a],
+                    &stream[cut_a..cut_b],
+                    &stream[cut_b..],
+                ]
+                .iter()
+                .map(|part| bounds.take(part, &mut partial))
+                .sum();
+                assert_eq!(rows, 5, "cuts {cut_a} {cut_b}");
+                assert_eq!(bounds.first.as_deref(), Some(&b"{\"id\":1}"[..]));
+                assert_eq!(bounds.last, b"{\"id\":4444}");
+                assert!(partial.is_empty());
+            }
+        }
     }
 
     #[test]
