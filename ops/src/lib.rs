@@ -12,6 +12,8 @@ pub mod error;
 pub mod failpoint;
 pub mod privilege;
 pub mod run_lock;
+pub mod sealed;
+pub mod signed;
 pub mod utils;
 
 use std::process::ExitCode;

@@ -21,18 +21,20 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use ransomeye_kernel::atomic_file::{is_temp_name, Replace};
 use ransomeye_kernel::config::Config;
+use ransomeye_kernel::envelope::Purpose;
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
 use ransomeye_kernel::{FileAction, PathError};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use self::manifest::{manifest_path, Body, Manifest, State};
-use self::stream::{read_back, ArchiveWriter, Digests};
+use self::stream::read_back;
 use super::Context;
 use crate::cli::{ArchiveArgs, ArchiveCommand, ArchiveRunArgs};
 use crate::db;
 use crate::error::{Exit, OpsError};
 use crate::run_lock::{self, RunLock};
+use crate::sealed::{Digests, SealedWriter};
 use crate::utils::{elapsed_ms, print_json, progress, runtime, stdout_error};
 
 /// Bytes of JSON Lines handed from the database reader to the encoder thread at a time.
@@ -387,7 +389,7 @@ fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>, OpsError> {
     paths.sort();
     paths
         .into_iter()
-        .map(|p| Manifest::read(&p).map(|m| (p, m)))
+        .map(|p| Manifest::read(&p, "archive manifest").map(|m| (p, m)))
         .collect()
 }
 
@@ -498,11 +500,12 @@ async fn export(
     .await
     .map_err(|e| db::error(e, "reading the database clock"))?;
     let path = next_archive_name(&job.dir, &date);
-    let mut writer = ArchiveWriter::create(&path, &job.archive_key, job.zstd_level)?;
+    let mut writer =
+        SealedWriter::create(&path, &job.archive_key, Purpose::Archive, job.zstd_level)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
     let encoder = tokio::task::spawn_blocking(move || {
         while let Some(chunk) = rx.blocking_recv() {
-            writer.write(&chunk)?;
+            writer.write_bytes(&chunk)?;
         }
         writer.finish()
     });
@@ -857,7 +860,7 @@ fn locate(file: &Path) -> Result<(PathBuf, Manifest), OpsError> {
             "`ransomeye-ops decrypt FILE | zstd -d` still reads an archive without its manifest",
         ));
     }
-    let manifest = Manifest::read(&manifest_file)?;
+    let manifest = Manifest::read(&manifest_file, "archive manifest")?;
     let archive = if given_manifest {
         manifest::archive_path(&manifest_file, &manifest.body)
     } else {
@@ -1149,14 +1152,10 @@ mod tests {
         for cut_a in 0..stream.len() {
             for cut_b in cut_a..stream.len() {
                 let (mut bounds, mut partial) = (Bounds::default(), Vec::new());
-                let rows: u64 = [
-                    &stream[..cut_a],
-                    &stream[cut_a..cut_b],
-                    &stream[cut_b..],
-                ]
-                .iter()
-                .map(|part| bounds.take(part, &mut partial))
-                .sum();
+                let rows: u64 = [&stream[..cut_a], &stream[cut_a..cut_b], &stream[cut_b..]]
+                    .iter()
+                    .map(|part| bounds.take(part, &mut partial))
+                    .sum();
                 assert_eq!(rows, 5, "cuts {cut_a} {cut_b}");
                 assert_eq!(bounds.first.as_deref(), Some(&b"{\"id\":1}"[..]));
                 assert_eq!(bounds.last, b"{\"id\":4444}");

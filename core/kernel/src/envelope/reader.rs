@@ -54,6 +54,11 @@ impl<R: Read> EnvelopeReader<R> {
         Self::with_header(inner, header, key).map_err(EnvelopeError::into_io)
     }
 
+    /// The source, e.g. to learn how much of it was read. Meaningful after the last segment.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Prepares to decrypt the segments following an already parsed `header` (e.g. after
     /// choosing the key by the header's key id).
     pub fn with_header(

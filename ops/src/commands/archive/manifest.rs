@@ -1,19 +1,13 @@
 //! The archive manifest: what an archive file holds, signed with the trust key.
 //!
-//! `logs_<date>[.N].manifest.json` beside each `logs_<date>[.N].zst.enc`:
-//! `{"body": {…}, "signing_key_id": "…", "signature": "…"}` where `signature` is the Ed25519
-//! signature (hex) of the compact JSON serialisation of `body` (fields in the order below).
-//! `state` moves from `written` to `pruned`; every change is re-signed and written atomically.
+//! `logs_<date>[.N].manifest.json` beside each `logs_<date>[.N].zst.enc`, a [`Signed`] body
+//! (fields in the order below). `state` moves from `written` to `pruned`; every change is re-signed and written atomically.
 
 use std::path::{Path, PathBuf};
 
-use ransomeye_kernel::access::Ownership;
-use ransomeye_kernel::atomic_file::{write_atomic, Replace};
-use ransomeye_kernel::keys::{public_key_id, verify_signature, SigningKey};
-use ransomeye_kernel::{FileAction, PathError};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Exit, OpsError};
+use crate::signed::Signed;
 
 /// Manifest format version.
 pub const FORMAT: u32 = 1;
@@ -76,77 +70,8 @@ pub struct Body {
     pub rows_deleted: Option<u64>,
 }
 
-/// A manifest file: the body, and who signed it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    /// The signed contents.
-    pub body: Body,
-    /// Key id of the Ed25519 key that signed it.
-    pub signing_key_id: String,
-    /// Ed25519 signature (hex) over the compact JSON of `body`.
-    pub signature: String,
-}
-
-impl Manifest {
-    /// Signs `body`.
-    pub fn sign(body: Body, key: &SigningKey) -> Result<Manifest, OpsError> {
-        let bytes = serde_json::to_vec(&body).map_err(|e| {
-            OpsError::new(Exit::Software, format!("cannot serialise manifest: {e}"))
-        })?;
-        Ok(Manifest {
-            signature: hex::encode(key.sign(&bytes)),
-            signing_key_id: key.id().to_string(),
-            body,
-        })
-    }
-
-    /// Checks the signature against the trust public key.
-    pub fn verify_signature(&self, trust_public_key: &[u8; 32]) -> Result<(), String> {
-        if public_key_id(trust_public_key).to_string() != self.signing_key_id {
-            return Err(format!(
-                "signed by key {}, which is not the current trust key {}",
-                self.signing_key_id,
-                public_key_id(trust_public_key)
-            ));
-        }
-        let bytes = serde_json::to_vec(&self.body).map_err(|e| e.to_string())?;
-        let signature =
-            hex::decode(&self.signature).map_err(|_| "signature is not hex".to_string())?;
-        if verify_signature(trust_public_key, &bytes, &signature) {
-            Ok(())
-        } else {
-            Err("manifest signature does not verify: the manifest was modified".into())
-        }
-    }
-
-    /// Reads a manifest file.
-    pub fn read(path: &Path) -> Result<Manifest, OpsError> {
-        let text = std::fs::read(path).map_err(PathError::at(FileAction::Open, path))?;
-        serde_json::from_slice(&text).map_err(|e| {
-            OpsError::new(
-                Exit::Data,
-                format!("{}: not a valid archive manifest: {e}", path.display()),
-            )
-            .hint(
-                "the manifest is damaged; `ransomeye-ops archive verify` checks the archive itself",
-            )
-        })
-    }
-
-    /// Writes the manifest atomically; `replace` only for a state change of an existing one.
-    pub fn write(&self, path: &Path, replace: Replace) -> Result<PathBuf, OpsError> {
-        let text = serde_json::to_vec_pretty(self).map_err(|e| {
-            OpsError::new(Exit::Software, format!("cannot serialise manifest: {e}"))
-        })?;
-        Ok(write_atomic(
-            path,
-            &text,
-            Ownership::secret_file(),
-            replace,
-        )?)
-    }
-}
+/// A manifest file: the body, and who signed it (see [`crate::signed`]).
+pub type Manifest = Signed<Body>;
 
 /// The manifest path of an archive file (`x.zst.enc` → `x.manifest.json`).
 pub fn manifest_path(archive: &Path) -> PathBuf {

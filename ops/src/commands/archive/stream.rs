@@ -1,130 +1,14 @@
-//! The archive file's byte pipeline, both ways:
-//! JSON Lines → zstd → envelope (archive key) → atomic file, and back.
-//!
-//! Both directions hash what passes (SHA-256 of the JSON Lines and of the file) so that the
-//! manifest can record, and verification can check, exactly what was written.
+//! Reading an archive back as JSON lines (archives are [`crate::sealed`] files of JSON Lines).
 
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read};
+use std::path::Path;
 use std::sync::mpsc;
 
-use ransomeye_kernel::access::Ownership;
-use ransomeye_kernel::atomic_file::AtomicFile;
-use ransomeye_kernel::envelope::{EnvelopeReader, EnvelopeWriter, Purpose};
 use ransomeye_kernel::keys::SymmetricKey;
-use ransomeye_kernel::{FileAction, PathError};
 use ring::digest;
 
 use crate::error::{Exit, OpsError};
-
-/// Counts and hashes bytes passing through a writer or reader.
-pub struct Hashing<T> {
-    inner: T,
-    hash: digest::Context,
-    bytes: u64,
-}
-
-impl<T> Hashing<T> {
-    /// Wraps `inner`.
-    pub fn new(inner: T) -> Self {
-        Hashing {
-            inner,
-            hash: digest::Context::new(&digest::SHA256),
-            bytes: 0,
-        }
-    }
-
-    /// The inner value, the byte count and the hex SHA-256 of what passed.
-    pub fn finish(self) -> (T, u64, String) {
-        (self.inner, self.bytes, hex::encode(self.hash.finish()))
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
-/// Sizes and digests of a finished archive file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Digests {
-    /// Bytes of JSON Lines.
-    pub plaintext_bytes: u64,
-    /// SHA-256 (hex) of the JSON Lines.
-    pub plaintext_sha256: String,
-    /// Bytes of the file.
-    pub file_bytes: u64,
-    /// SHA-256 (hex) of the file.
-    pub file_sha256: String,
-}
-
-/// Writes JSON Lines into a new archive file: hashed, zstd-compressed, encrypted, into an
-/// atomic file that only appears under its name on [`ArchiveWriter::finish`] + commit.
-pub struct ArchiveWriter {
-    plain: Hashing<zstd::stream::write::Encoder<'static, EnvelopeWriter<Hashing<AtomicFile>>>>,
-    path: PathBuf,
-}
-
-impl ArchiveWriter {
-    /// Starts `path` (which must not exist) with the archive key and zstd `level`.
-    pub fn create(path: &Path, key: &SymmetricKey, level: i32) -> Result<ArchiveWriter, OpsError> {
-        let file = AtomicFile::create(path, Ownership::secret_file())?;
-        let temp = file.temp_path().to_path_buf();
-        let envelope = EnvelopeWriter::new(Hashing::new(file), key, Purpose::Archive)
-            .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
-        let zstd = zstd::stream::write::Encoder::new(envelope, level)
-            .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
-        Ok(ArchiveWriter {
-            plain: Hashing::new(zstd),
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Appends JSON Lines bytes.
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), OpsError> {
-        self.plain
-            .write_all(bytes)
-            .map_err(|e| PathError::new(FileAction::Write, &self.path, e).into())
-    }
-
-    /// Ends the zstd frame and the envelope and fsyncs nothing yet: returns the still
-    /// uncommitted file and its digests. The caller commits it (after writing the manifest).
-    pub fn finish(self) -> Result<(AtomicFile, Digests), OpsError> {
-        let path = self.path;
-        let at = |e| OpsError::from(PathError::new(FileAction::Write, &path, e));
-        let (zstd, plaintext_bytes, plaintext_sha256) = self.plain.finish();
-        let envelope = zstd.finish().map_err(at)?;
-        let hashed = envelope.finish().map_err(at)?;
-        let (file, file_bytes, file_sha256) = hashed.finish();
-        Ok((
-            file,
-            Digests {
-                plaintext_bytes,
-                plaintext_sha256,
-                file_bytes,
-                file_sha256,
-            },
-        ))
-    }
-}
+use crate::sealed::{Digests, SealedReader};
 
 /// Plaintext bytes handed from the decoding thread to the line splitter at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -140,11 +24,11 @@ pub fn read_back(
     key: &SymmetricKey,
     mut on_line: impl FnMut(&[u8]) -> Result<(), OpsError>,
 ) -> Result<(Digests, u64), OpsError> {
-    let file = File::open(path).map_err(PathError::at(FileAction::Open, path))?;
+    let reader = SealedReader::open(path, key)?;
     let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(4);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || decode(path, file, key, full_tx, empty_rx));
+        let decoder = scope.spawn(move || decode(reader, full_tx, empty_rx));
         let split = split_lines(path, full_rx, empty_tx, &mut on_line);
         let decoded = decoder
             .join()
@@ -168,27 +52,20 @@ pub fn read_back(
 /// The decoding half of [`read_back`]: file → SHA-256 → envelope → zstd → plaintext chunks
 /// sent to `full`, reusing buffers that come back on `empty`. Returns the file's size and hash.
 fn decode(
-    path: &Path,
-    file: File,
-    key: &SymmetricKey,
+    mut reader: SealedReader,
     full: mpsc::SyncSender<Vec<u8>>,
     empty: mpsc::Receiver<Vec<u8>>,
 ) -> Result<(u64, String), OpsError> {
-    let mut hashed_file = Hashing::new(file);
-    let envelope =
-        EnvelopeReader::open(&mut hashed_file, key).map_err(|e| OpsError::stream(path, e))?;
-    let mut zstd =
-        zstd::stream::read::Decoder::new(envelope).map_err(|e| OpsError::stream(path, e))?;
     loop {
         let mut chunk = empty.try_recv().unwrap_or_default();
         chunk.resize(READ_CHUNK, 0);
         let mut filled = 0;
         while filled < READ_CHUNK {
-            match zstd.read(&mut chunk[filled..]) {
+            match reader.read(&mut chunk[filled..]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(decode_error(path, e)),
+                Err(e) => return Err(reader.error(e)),
             }
         }
         if filled == 0 {
@@ -201,22 +78,8 @@ fn decode(
         }
     }
     drop(full);
-    // zstd stops at the end of its frames; the envelope must end exactly there too.
-    let mut envelope = zstd.finish();
-    let mut trailing = [0u8; 1];
-    if envelope
-        .read(&mut trailing)
-        .map_err(|e| OpsError::stream(path, e))?
-        != 0
-    {
-        return Err(OpsError::new(
-            Exit::Data,
-            format!("{}: data after the end of the zstd stream", path.display()),
-        ));
-    }
-    drop(envelope);
-    let (_, file_bytes, file_sha256) = hashed_file.finish();
-    Ok((file_bytes, file_sha256))
+    let digests = reader.finish()?;
+    Ok((digests.file_bytes, digests.file_sha256))
 }
 
 /// The line half of [`read_back`]: hashes the plaintext chunks and calls `on_line` for each
@@ -262,25 +125,13 @@ fn split_lines(
     Ok((bytes, hex::encode(hash.finish()), rows))
 }
 
-/// An error while decoding: tampering (envelope), a broken zstd stream, or I/O.
-fn decode_error(path: &Path, e: io::Error) -> OpsError {
-    if ransomeye_kernel::envelope::EnvelopeError::from_io(&e).is_some() {
-        return OpsError::stream(path, e);
-    }
-    if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData {
-        return OpsError::new(
-            Exit::Data,
-            format!("{}: the compressed stream is corrupt: {e}", path.display()),
-        )
-        .hint("the file authenticated but does not decompress: it was not written by this tool");
-    }
-    OpsError::stream(path, e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sealed::SealedWriter;
+    use ransomeye_kernel::envelope::Purpose;
     use ransomeye_kernel::keys::KeyPurpose;
+    use std::path::PathBuf;
 
     fn key() -> SymmetricKey {
         SymmetricKey::from_bytes(KeyPurpose::Archive, [7u8; 32])
@@ -288,8 +139,8 @@ mod tests {
 
     fn write_archive(dir: &Path, plaintext: &[u8]) -> PathBuf {
         let path = dir.join("a.zst.enc");
-        let mut writer = ArchiveWriter::create(&path, &key(), 3).expect("create");
-        writer.write(plaintext).expect("write");
+        let mut writer = SealedWriter::create(&path, &key(), Purpose::Archive, 3).expect("create");
+        writer.write_bytes(plaintext).expect("write");
         let (file, _) = writer.finish().expect("finish");
         file.commit().expect("commit");
         path

@@ -1,0 +1,230 @@
+//! Sealed files: plaintext → zstd → envelope (a symmetric key) → atomic file, and back.
+//!
+//! Archives and backups are all sealed files. Both directions count and hash what passes
+//! (SHA-256 of the plaintext and of the file) so that a manifest can record, and verification
+//! can check, exactly what was written. Memory stays flat: everything streams.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ransomeye_kernel::access::Ownership;
+use ransomeye_kernel::atomic_file::AtomicFile;
+use ransomeye_kernel::envelope::{EnvelopeError, EnvelopeReader, EnvelopeWriter, Purpose};
+use ransomeye_kernel::keys::SymmetricKey;
+use ransomeye_kernel::{FileAction, PathError};
+use ring::digest;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Exit, OpsError};
+
+/// Counts and hashes bytes passing through a writer or reader.
+pub struct Hashing<T> {
+    inner: T,
+    hash: digest::Context,
+    bytes: u64,
+}
+
+impl<T> Hashing<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T) -> Self {
+        Hashing {
+            inner,
+            hash: digest::Context::new(&digest::SHA256),
+            bytes: 0,
+        }
+    }
+
+    /// The inner value, the byte count and the hex SHA-256 of what passed.
+    pub fn finish(self) -> (T, u64, String) {
+        (self.inner, self.bytes, hex::encode(self.hash.finish()))
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Sizes and digests of a sealed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digests {
+    /// Bytes of plaintext (before compression).
+    pub plaintext_bytes: u64,
+    /// SHA-256 (hex) of the plaintext.
+    pub plaintext_sha256: String,
+    /// Bytes of the file.
+    pub file_bytes: u64,
+    /// SHA-256 (hex) of the file.
+    pub file_sha256: String,
+}
+
+/// Writes plaintext into a new sealed file: hashed, zstd-compressed, encrypted, into an
+/// atomic file that only appears under its name on [`SealedWriter::finish`] + commit.
+pub struct SealedWriter {
+    plain: Hashing<zstd::stream::write::Encoder<'static, EnvelopeWriter<Hashing<AtomicFile>>>>,
+    path: PathBuf,
+}
+
+impl SealedWriter {
+    /// Starts `path` (which must not exist) sealed with `key` for `purpose`, zstd `level`.
+    pub fn create(
+        path: &Path,
+        key: &SymmetricKey,
+        purpose: Purpose,
+        level: i32,
+    ) -> Result<SealedWriter, OpsError> {
+        let file = AtomicFile::create(path, Ownership::secret_file())?;
+        let temp = file.temp_path().to_path_buf();
+        let envelope = EnvelopeWriter::new(Hashing::new(file), key, purpose)
+            .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
+        let zstd = zstd::stream::write::Encoder::new(envelope, level)
+            .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
+        Ok(SealedWriter {
+            plain: Hashing::new(zstd),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends plaintext bytes; errors name the file.
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), OpsError> {
+        self.plain
+            .write_all(bytes)
+            .map_err(|e| PathError::new(FileAction::Write, &self.path, e).into())
+    }
+
+    /// The final path the file will have.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Ends the zstd frame and the envelope and fsyncs nothing yet: returns the still
+    /// uncommitted file and its digests. The caller commits it when its manifest allows.
+    pub fn finish(self) -> Result<(AtomicFile, Digests), OpsError> {
+        let path = self.path;
+        let at = |e| OpsError::from(PathError::new(FileAction::Write, &path, e));
+        let (zstd, plaintext_bytes, plaintext_sha256) = self.plain.finish();
+        let envelope = zstd.finish().map_err(at)?;
+        let hashed = envelope.finish().map_err(at)?;
+        let (file, file_bytes, file_sha256) = hashed.finish();
+        Ok((
+            file,
+            Digests {
+                plaintext_bytes,
+                plaintext_sha256,
+                file_bytes,
+                file_sha256,
+            },
+        ))
+    }
+}
+
+impl Write for SealedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.plain.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.plain.flush()
+    }
+}
+
+/// Reads a sealed file back: every byte authenticated, decompressed and hashed. Read errors
+/// are `io::Error`s; turn them into messages with [`SealedReader::error`].
+pub struct SealedReader {
+    plain:
+        Hashing<zstd::stream::read::Decoder<'static, io::BufReader<EnvelopeReader<Hashing<File>>>>>,
+    path: PathBuf,
+}
+
+impl SealedReader {
+    /// Opens `path` and checks its header against `key` (wrong key: exit 77; not a sealed
+    /// file: 65).
+    pub fn open(path: &Path, key: &SymmetricKey) -> Result<SealedReader, OpsError> {
+        let file = File::open(path).map_err(PathError::at(FileAction::Open, path))?;
+        let envelope =
+            EnvelopeReader::open(Hashing::new(file), key).map_err(|e| OpsError::stream(path, e))?;
+        let zstd =
+            zstd::stream::read::Decoder::new(envelope).map_err(|e| OpsError::stream(path, e))?;
+        Ok(SealedReader {
+            plain: Hashing::new(zstd),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The path being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Describes a read error: tampering (envelope), a broken zstd stream, or I/O.
+    pub fn error(&self, e: io::Error) -> OpsError {
+        decode_error(&self.path, e)
+    }
+
+    /// After the plaintext was read to its end: checks that the envelope ends exactly where
+    /// zstd does, and returns the digests.
+    pub fn finish(self) -> Result<Digests, OpsError> {
+        let path = self.path;
+        let (zstd, plaintext_bytes, plaintext_sha256) = self.plain.finish();
+        // zstd stops at the end of its frame; the envelope must end exactly there too (read
+        // through zstd's buffer, which may already hold what follows the frame).
+        let mut envelope = zstd.finish();
+        let mut trailing = [0u8; 1];
+        if envelope
+            .read(&mut trailing)
+            .map_err(|e| OpsError::stream(&path, e))?
+            != 0
+        {
+            return Err(OpsError::new(
+                Exit::Data,
+                format!("{}: data after the end of the zstd stream", path.display()),
+            ));
+        }
+        let (_, file_bytes, file_sha256) = envelope.into_inner().into_inner().finish();
+        Ok(Digests {
+            plaintext_bytes,
+            plaintext_sha256,
+            file_bytes,
+            file_sha256,
+        })
+    }
+}
+
+impl Read for SealedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.plain.read(buf)
+    }
+}
+
+/// An error while decoding: tampering (envelope), a broken zstd stream, or I/O.
+pub fn decode_error(path: &Path, e: io::Error) -> OpsError {
+    if EnvelopeError::from_io(&e).is_some() {
+        return OpsError::stream(path, e);
+    }
+    if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData {
+        return OpsError::new(
+            Exit::Data,
+            format!("{}: the compressed stream is corrupt: {e}", path.display()),
+        )
+        .hint("the file authenticated but does not decompress: it was not written by this tool");
+    }
+    OpsError::stream(path, e)
+}
