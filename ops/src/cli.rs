@@ -103,6 +103,64 @@ Subcommands list, verify, cat and restore inspect or bring back archives.",
     )]
     Archive(ArchiveArgs),
 
+    /// Take an encrypted, verified backup of the database and the files around it
+    #[command(
+        long_about = "\
+Take one consistent, encrypted, verified backup of the database and the files around it.
+
+Procedure: lock (one backup at a time) -> remove what an interrupted backup left -> open a REPEATABLE READ
+snapshot (no write lock: writers carry on) -> pg_dump --snapshot (custom format) -> zstd -> encrypt (backup key)
+-> ransomeye_<UTC YYYYMMDDTHHMMSSZ>.enc, while counting every table's rows and exporting the intel graph in
+the same snapshot -> tar of the kernel configuration, [backup] include, the intel graph export and
+[backup] artifacts_dir (incremental: unchanged artifacts are referenced from the backup holding them) ->
+zstd -> encrypt -> ransomeye_<ts>.files.enc -> signed manifest ransomeye_<ts>.manifest.json (written last)
+-> full verification of the new backup -> retention: keep the newest --keep backups that check out.
+The plaintext dump never touches the disk. A failed dump never becomes a file under a final name.
+
+Touches: files in [backup] dir (creates three, deletes backups beyond --keep); reads the database.",
+        after_long_help = "Exit codes: 0 verified, 65 the new backup failed verification, 69 database unreachable or pg_dump\nmissing/too old, 73 backup dir missing or not writable, 74 I/O error or disk full (older backups intact),\n75 another backup is running, 77 permission or key problem, 78 configuration error.\n\nExamples:\n  ransomeye-ops backup\n  ransomeye-ops --json backup --keep 14\n  ransomeye-ops backup list\n  ransomeye-ops backup cat ransomeye_20261123T020000Z | pg_restore --list"
+    )]
+    Backup(BackupArgs),
+
+    /// Verify backups completely: signature, hashes, decrypt, pg_restore --list, tar, graph
+    #[command(
+        long_about = "\
+Verify backups completely without restoring them: manifest signature; size and SHA-256 of every file; a full
+authenticated decrypt; the dump streamed through `pg_restore --list` (no plaintext on disk); every tar entry
+against the manifest; the intel graph export's integrity and digest; artifacts kept in older backups.
+
+Touches nothing.",
+        after_long_help = "Exit codes: 0 all verified, 65 a backup failed (each is named with what failed), 66 no such backup,\n69 pg_restore missing or too old, 77 backup key not available.\n\nExamples:\n  ransomeye-ops verify ransomeye_20261123T020000Z\n  ransomeye-ops --json verify --all"
+    )]
+    Verify(VerifyArgs),
+
+    /// Restore a backup into a database (and its files into a directory)
+    #[command(
+        long_about = "\
+Restore a backup: verify it completely first; refuse a target database that has tables unless --clean; run
+[services] stop; stream decrypt -> pg_restore (stdin, --exit-on-error, --single-transaction: a failed restore
+leaves the target as it was); restore files under --files-to (following the incremental chain for artifacts;
+existing files are only replaced with --yes); compare every table's row count and the intel graph digest with
+the manifest; run [services] start, also when the restore failed.
+
+Touches: the target database; files under --files-to; the configured services.",
+        after_long_help = "Exit codes: 0 restored and matching, 65 backup damaged (nothing restored) or restored data does not match,\n66 no such backup, 69 database unreachable or pg_restore missing, 73 target database not empty (use --clean)\nor a file exists (use --yes), 77 key not available.\n\nExample:\n  ransomeye-ops restore ransomeye_20261123T020000Z --target-database-url postgres://postgres@db2/ransomeye \\\n    --files-to /srv/restore"
+    )]
+    Restore(RestoreArgs),
+
+    /// Disaster-recovery drill: restore the newest backup into a scratch database and check it
+    #[command(
+        long_about = "\
+Disaster-recovery drill without touching production: the newest backup -> full verification -> restore into a
+scratch database ransomeye_drill_<ts> on the same server (or --target-database-url, which must be empty) ->
+compare every table's row count and the intel graph digest with the manifest -> drop the scratch database ->
+report pass/fail and the measured restore time (RTO). Services are not stopped.
+
+Touches: creates and drops the scratch database.",
+        after_long_help = "Exit codes: 0 drill passed, 65 backup damaged or restored data does not match, 66 no backup, 69 database\nunreachable or pg_restore missing, 73 target not empty, 77 key not available.\n\nExample:\n  ransomeye-ops --json drill"
+    )]
+    Drill(DrillArgs),
+
     /// Check database, bus, disk space and host; Nagios-style exit code
     #[command(
         long_about = "\
@@ -243,6 +301,80 @@ pub enum ArchiveCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+/// `backup` arguments: a run, or one of the subcommands.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    /// Inspect backups instead of taking one
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// Keep this many verified backups [default: [backup] keep]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub keep: Option<u32>,
+}
+
+/// `backup` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// List backups in [backup] dir, with a quick check of each
+    #[command(
+        after_long_help = "Touches nothing. The quick check is the manifest signature and the files' sizes; `verify` reads everything.\nExit codes: 0 listed, 73 backup dir missing.\n\nExample:\n  ransomeye-ops --json backup list"
+    )]
+    List,
+    /// Write a backup's plain custom-format dump to stdout (for pg_restore by hand)
+    #[command(
+        after_long_help = "Touches nothing; writes the dump to stdout (refuses a terminal). Output is valid only if the exit code is 0.\nExit codes: 0 ok, 65 damaged backup, 66 no such backup, 77 key not available.\n\nExample:\n  ransomeye-ops backup cat ransomeye_20261123T020000Z | pg_restore -d postgres://localhost/scratch"
+    )]
+    Cat {
+        /// The backup: its name or any of its files
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+    },
+}
+
+/// `verify` arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The backup: its name or any of its files
+    #[arg(
+        value_name = "BACKUP",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub backup: Option<PathBuf>,
+    /// Every backup in [backup] dir
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `restore` arguments.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup: its name or any of its files
+    #[arg(value_name = "BACKUP")]
+    pub backup: PathBuf,
+    /// PostgreSQL URL of the database to restore into
+    #[arg(long, value_name = "URL")]
+    pub target_database_url: String,
+    /// Restore the backed-up files under DIR (their original paths below it)
+    #[arg(long, value_name = "DIR")]
+    pub files_to: Option<PathBuf>,
+    /// Allow a target database that has tables: the backup's objects are dropped and recreated
+    #[arg(long)]
+    pub clean: bool,
+    /// Allow replacing existing files under --files-to
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `drill` arguments.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Restore into this (empty) database instead of a scratch database on the same server
+    #[arg(long, value_name = "URL")]
+    pub target_database_url: Option<String>,
 }
 
 /// `health` arguments.

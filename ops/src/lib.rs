@@ -8,12 +8,15 @@
 pub mod cli;
 pub mod commands;
 pub mod db;
+pub mod dirs;
 pub mod error;
 pub mod failpoint;
+pub mod pg_tools;
 pub mod privilege;
 pub mod run_lock;
 pub mod sealed;
 pub mod signed;
+pub mod trust;
 pub mod utils;
 
 use std::process::ExitCode;

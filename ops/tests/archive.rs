@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{run, stdout_bytes, World};
+use common::{run, stdout_bytes, SmallDisk, World};
 
 /// 600 rows, one every 2.4 hours over 60 days; ids 1..=600, the oldest first... in reverse:
 /// row g is g*2.4 h old, so rows with g > 300 are older than 30 days.
@@ -424,7 +424,7 @@ fn bad_input_is_named_and_changes_nothing() {
     std::fs::rename(w.path("archive"), w.path("archive.away")).expect("rename");
     run(w.ops().args(["archive", "--days", "30"]))
         .expect_code(73)
-        .stderr_has("archive dir");
+        .stderr_has("[archive] dir");
     std::fs::rename(w.path("archive.away"), w.path("archive")).expect("rename");
 
     // Table or column missing: 78.
@@ -453,37 +453,6 @@ fn bad_input_is_named_and_changes_nothing() {
 
     assert_eq!(table_digest(&w), before);
     assert!(archives(&w).is_empty());
-}
-
-/// A tiny tmpfs mounted over a directory for the life of the guard.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
-        assert!(
-            common::is_root(),
-            "mounting a tmpfs needs root (scripts/test runs as root)"
-        );
-        let status = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0750"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mount -t tmpfs failed");
-        SmallDisk(dir.to_path_buf())
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]

@@ -45,6 +45,9 @@ pub struct Config {
     /// `[backup]`: database and file backups.
     #[serde(default)]
     pub backup: Backup,
+    /// `[services]`: commands that stop and start services around a restore.
+    #[serde(default, skip_serializing_if = "Services::is_empty")]
+    pub services: Services,
     /// `[trust]`: the active trust root.
     pub trust: Trust,
 }
@@ -135,18 +138,85 @@ pub struct Backup {
     /// Directory for encrypted backups.
     #[serde(default = "default_backup_dir")]
     pub dir: PathBuf,
+    /// How many verified backups retention keeps (the newest; at least 1).
+    #[serde(default = "default_backup_keep")]
+    pub keep: u32,
+    /// Files and directories stored in each backup's file bundle besides the kernel
+    /// configuration (which is always included). Key files are not: keep them offline.
+    #[serde(default)]
+    pub include: Vec<PathBuf>,
+    /// Forensic artifacts directory, stored incrementally (unchanged files are referenced
+    /// from the backup that already holds them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts_dir: Option<PathBuf>,
+    /// zstd level for backup files (1–19).
+    #[serde(default = "default_backup_zstd_level")]
+    pub zstd_level: i32,
+    /// Directory holding `pg_dump` and `pg_restore`; by default the ones matching the
+    /// server's major version under `/usr/lib/postgresql/<major>/bin`, else `$PATH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_bin_dir: Option<PathBuf>,
 }
 
 impl Default for Backup {
     fn default() -> Self {
         Backup {
             dir: default_backup_dir(),
+            keep: default_backup_keep(),
+            include: Vec::new(),
+            artifacts_dir: None,
+            zstd_level: default_backup_zstd_level(),
+            pg_bin_dir: None,
         }
     }
 }
 
 fn default_backup_dir() -> PathBuf {
     PathBuf::from("/var/backups")
+}
+fn default_backup_keep() -> u32 {
+    7
+}
+fn default_backup_zstd_level() -> i32 {
+    3
+}
+
+/// `[services]`: how `restore` stops and starts RansomEye's services around a restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Services {
+    /// Shell commands run in order before a restore (e.g. `systemctl stop ransomeye-core`).
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Shell commands run in order after a restore, also after a failed one.
+    #[serde(default)]
+    pub start: Vec<String>,
+    /// Seconds each command may take before it is killed and counted as failed.
+    #[serde(default = "default_service_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            stop: Vec::new(),
+            start: Vec::new(),
+            timeout_secs: default_service_timeout(),
+        }
+    }
+}
+
+impl Services {
+    /// No commands configured and the default timeout: nothing worth writing out.
+    pub fn is_empty(&self) -> bool {
+        self.stop.is_empty()
+            && self.start.is_empty()
+            && self.timeout_secs == default_service_timeout()
+    }
+}
+
+fn default_service_timeout() -> u64 {
+    120
 }
 
 /// `[trust]`: the active trust root that agents verify updates against.
@@ -310,6 +380,26 @@ impl Config {
             return Err(fail(
                 "archive",
                 "retention_days",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.backup.keep == 0 {
+            return Err(fail("backup", "keep", "must be at least 1".into()));
+        }
+        if !(1..=19).contains(&self.backup.zstd_level) {
+            return Err(fail(
+                "backup",
+                "zstd_level",
+                format!(
+                    "{} is not a zstd level from 1 to 19",
+                    self.backup.zstd_level
+                ),
+            ));
+        }
+        if self.services.timeout_secs == 0 {
+            return Err(fail(
+                "services",
+                "timeout_secs",
                 "must be at least 1".into(),
             ));
         }

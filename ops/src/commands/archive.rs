@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use ransomeye_kernel::atomic_file::{is_temp_name, Replace};
+use ransomeye_kernel::atomic_file::Replace;
 use ransomeye_kernel::config::Config;
 use ransomeye_kernel::envelope::Purpose;
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
@@ -162,26 +162,10 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
 impl Job {
     fn prepare(config: &Config, opts: &ArchiveRunArgs, json: bool) -> Result<Job, OpsError> {
         let dir = config.archive.dir.clone();
-        check_directory(&dir)?;
+        crate::dirs::check_writable(&dir, "[archive] dir")?;
         let keys = KeyDir::new(&config.keys.dir);
-        let trust_public_key = config
-            .trust_public_key()
-            .map_err(|m| OpsError::new(Exit::Config, format!("[trust] public_key {m}")))?;
-        let signing_key = keys.load_signing()?;
-        if signing_key.public_key() != trust_public_key {
-            return Err(OpsError::new(
-                Exit::Config,
-                format!(
-                    "{} (key {}) is not the trust key in the configuration ({})",
-                    keys.key_path(KeyPurpose::Signing).display(),
-                    signing_key.id(),
-                    config.trust.key_id
-                ),
-            )
-            .hint(
-                "finish or roll back the key rotation first (`ransomeye-ops rotate-keys status`)",
-            ));
-        }
+        let trust_public_key = crate::trust::public_key(config)?;
+        let signing_key = crate::trust::signing_key(config)?;
         Ok(Job {
             dir,
             table: config.archive.table.clone(),
@@ -196,29 +180,6 @@ impl Job {
             json,
         })
     }
-}
-
-/// The archive directory must exist and be a writable directory (73 otherwise).
-fn check_directory(dir: &Path) -> Result<(), OpsError> {
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(OpsError::new(Exit::CantCreate, format!("archive dir {} is not a directory", dir.display()))
-                .hint("fix [archive] dir in the configuration"))
-        }
-        Err(e) => {
-            return Err(OpsError::new(Exit::CantCreate, format!("archive dir {}: {e}", dir.display()))
-                .hint("create it (mode 0750, group ransomeye-admin) or fix [archive] dir; is the cold-storage volume mounted?"))
-        }
-    }
-    if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
-        return Err(OpsError::new(
-            Exit::CantCreate,
-            format!("archive dir {} is not writable", dir.display()),
-        )
-        .hint("is the volume mounted read-only? check its permissions"));
-    }
-    Ok(())
 }
 
 /// Step 1: one run per table: the lock file in the archive dir, then the database lock.
@@ -337,7 +298,7 @@ async fn finish_interrupted(
     job: &Job,
     shape: &TableShape,
 ) -> Result<Vec<PathBuf>, OpsError> {
-    remove_stale_temp_files(&job.dir)?;
+    crate::dirs::remove_temp_files(&job.dir, ".logs_")?;
     let mut recovered = Vec::new();
     for (manifest_file, manifest) in manifests(&job.dir)? {
         if manifest.body.table != job.table || manifest.body.state != State::Written {
@@ -359,20 +320,6 @@ async fn finish_interrupted(
         recovered.push(archive);
     }
     Ok(recovered)
-}
-
-fn remove_stale_temp_files(dir: &Path) -> Result<(), OpsError> {
-    // Only ours: hidden temp files of archives and manifests (we hold the lock, so none is live).
-    for entry in std::fs::read_dir(dir).map_err(PathError::at(FileAction::Read, dir))? {
-        let entry = entry.map_err(PathError::at(FileAction::Read, dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if is_temp_name(&name) && name.starts_with(".logs_") {
-            let path = entry.path();
-            tracing::info!(file = %path.display(), "removing a temporary file left by an interrupted run");
-            std::fs::remove_file(&path).map_err(PathError::at(FileAction::Remove, &path))?;
-        }
-    }
-    Ok(())
 }
 
 /// Every manifest in the directory, sorted by file name.
@@ -886,7 +833,7 @@ struct ListEntry {
 
 fn list(ctx: &Context) -> Result<(), OpsError> {
     let config = ctx.config()?;
-    check_readable_dir(&config.archive.dir)?;
+    crate::dirs::check_readable(&config.archive.dir, "[archive] dir")?;
     let entries: Vec<ListEntry> = manifests(&config.archive.dir)?
         .into_iter()
         .map(|(path, m)| {
@@ -932,18 +879,6 @@ fn list(ctx: &Context) -> Result<(), OpsError> {
     Ok(())
 }
 
-fn check_readable_dir(dir: &Path) -> Result<(), OpsError> {
-    if dir.is_dir() {
-        Ok(())
-    } else {
-        Err(OpsError::new(
-            Exit::CantCreate,
-            format!("archive dir {} does not exist", dir.display()),
-        )
-        .hint("fix [archive] dir, or mount the cold-storage volume"))
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct VerifyEntry {
     file: PathBuf,
@@ -954,11 +889,9 @@ struct VerifyEntry {
 fn verify(ctx: &Context, file: Option<&Path>, all: bool) -> Result<(), OpsError> {
     let config = ctx.config()?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Archive)?;
-    let trust = config
-        .trust_public_key()
-        .map_err(|m| OpsError::new(Exit::Config, format!("[trust] public_key {m}")))?;
+    let trust = crate::trust::public_key(&config)?;
     let targets: Vec<PathBuf> = if all {
-        check_readable_dir(&config.archive.dir)?;
+        crate::dirs::check_readable(&config.archive.dir, "[archive] dir")?;
         manifests(&config.archive.dir)?
             .into_iter()
             .map(|(p, _)| p)
@@ -1053,9 +986,7 @@ fn cat(ctx: &Context, file: &Path) -> Result<(), OpsError> {
 fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
     let config = ctx.config()?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Archive)?;
-    let trust = config
-        .trust_public_key()
-        .map_err(|m| OpsError::new(Exit::Config, format!("[trust] public_key {m}")))?;
+    let trust = crate::trust::public_key(&config)?;
     let (archive, manifest) = locate(file)?;
     let rt = runtime()?;
     let (inserted, skipped) = rt.block_on(async {

@@ -118,7 +118,9 @@ fn build_config(args: &InitArgs, keys: &KeyDir, signing: &SigningKey) -> Result<
         },
         backup: config::Backup {
             dir: absolute(&args.backup_dir),
+            ..config::Backup::default()
         },
+        services: config::Services::default(),
         trust: config::Trust {
             version: 1,
             key_id: signing.id().to_string(),

@@ -1,9 +1,13 @@
 //! One module per operation. Each command's top function reads as the steps of its procedure.
 
 pub mod archive;
+pub mod backup;
 pub mod decrypt;
+pub mod drill;
 pub mod health;
 pub mod init;
+pub mod restore;
+pub mod verify;
 
 use ransomeye_kernel::config::{self, Config, ConfigSource};
 
@@ -38,6 +42,10 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
     match cli.command {
         Command::Init(args) => init::run(&ctx, &args).map(|()| 0),
         Command::Archive(args) => archive::run(&ctx, &args).map(|()| 0),
+        Command::Backup(args) => backup::run(&ctx, &args).map(|()| 0),
+        Command::Verify(args) => verify::run(&ctx, &args).map(|()| 0),
+        Command::Restore(args) => restore::run(&ctx, &args).map(|()| 0),
+        Command::Drill(args) => drill::run(&ctx, &args).map(|()| 0),
         Command::Decrypt(args) => decrypt::run(&ctx, &args).map(|()| 0),
         Command::Health(args) => health::run(&ctx, &args),
         Command::Completions { .. } | Command::Man => Err(OpsError::new(

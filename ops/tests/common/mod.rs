@@ -151,6 +151,28 @@ impl TestDb {
         }
     }
 
+    /// Creates an empty `ransomeye_test_<random>` (from template0: no tables at all).
+    pub fn empty() -> TestDb {
+        let admin_url = services().database_url;
+        let name = format!("ransomeye_test_{}", random_suffix());
+        block_on(async {
+            let mut admin = PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL {admin_url}: {e}"));
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "create database {name} template template0"
+            )))
+            .execute(&mut admin)
+            .await
+            .expect("create empty test database");
+        });
+        TestDb {
+            url: with_database(&admin_url, &name),
+            name,
+            admin_url,
+        }
+    }
+
     /// Runs SQL in this database.
     pub fn execute(&self, sql: &str) {
         block_on(async {
@@ -423,5 +445,37 @@ impl PublicBinary {
     /// A command running the copy.
     pub fn command(&self) -> Command {
         Command::new(&self.path)
+    }
+}
+
+/// A tiny tmpfs mounted over a directory for the life of the guard.
+pub struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (e.g. "64k") over `dir`; needs root.
+    pub fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        assert!(
+            is_root(),
+            "mounting a tmpfs needs root (scripts/test runs as root)"
+        );
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0750"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount -t tmpfs failed");
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }

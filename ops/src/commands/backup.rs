@@ -1,0 +1,725 @@
+//! `backup`: one consistent, encrypted, verified backup of the database and the files around it.
+//!
+//! [`run`] reads as the procedure: lock → clear what an interrupted run left → open a snapshot
+//! → dump it (pg_dump → zstd → envelope) while counting rows and exporting the intel graph in
+//! the same snapshot → bundle the files (tar → zstd → envelope) → sign the manifest → verify
+//! the new backup → apply retention → report.
+//!
+//! No write lock is needed for consistency: the snapshot is an MVCC snapshot exported from a
+//! `REPEATABLE READ` transaction (`pg_export_snapshot()`), which pg_dump imports
+//! (`--snapshot`), so the dump, the row counts and the graph export all see exactly the same
+//! committed data while writers carry on.
+//!
+//! Durable order: the dump and the bundle are written to temp files and committed (fsync,
+//! rename, directory fsync); the manifest is written last and is the backup's commit point. An
+//! interrupted run leaves temp files or data files without a manifest; neither is a backup, and
+//! the next run removes them. Retention deletes old backups only after the new one verified.
+
+pub(crate) mod bundle;
+pub(crate) mod check;
+pub(crate) mod manifest;
+
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use ransomeye_kernel::atomic_file::{AtomicFile, Replace};
+use ransomeye_kernel::config::Config;
+use ransomeye_kernel::envelope::{EnvelopeReader, EnvelopeWriter, Purpose};
+use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
+use ransomeye_kernel::{FileAction, PathError};
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use self::manifest::{Body, Entry, Manifest, Paths, SealedFile};
+use super::Context;
+use crate::cli::{BackupArgs, BackupCommand};
+use crate::db;
+use crate::error::{Exit, OpsError};
+use crate::pg_tools::{PgTool, StderrTail};
+use crate::run_lock::{self, RunLock};
+use crate::sealed::{Digests, SealedWriter};
+use crate::utils::{elapsed_ms, print_json, progress, runtime, stdout_error};
+
+/// Bytes read from pg_dump at a time.
+const DUMP_CHUNK: usize = 256 * 1024;
+
+/// Runs `backup` or one of its subcommands.
+pub fn run(ctx: &Context, args: &BackupArgs) -> Result<(), OpsError> {
+    match &args.command {
+        None => backup(ctx, args.keep),
+        Some(BackupCommand::List) => list(ctx),
+        Some(BackupCommand::Cat { backup }) => cat(ctx, backup),
+    }
+}
+
+/// What one backup run did, as reported.
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    status: &'static str,
+    backup: String,
+    manifest: PathBuf,
+    snapshot_time: String,
+    dump: Option<SealedFile>,
+    files: Option<SealedFile>,
+    tables: usize,
+    rows: u64,
+    intel_nodes: u64,
+    intel_edges: u64,
+    entries_stored: usize,
+    entries_unchanged: u64,
+    skipped: Vec<String>,
+    deleted: Vec<String>,
+    kept_unverified: Vec<String>,
+    phases_ms: Phases,
+    duration_ms: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Phases {
+    lock: f64,
+    dump: f64,
+    files: f64,
+    verify: f64,
+    retention: f64,
+}
+
+/// Everything a run needs, resolved before any work starts.
+struct Job {
+    dir: PathBuf,
+    keep: u32,
+    zstd_level: i32,
+    config_files: Vec<PathBuf>,
+    artifacts_dir: Option<PathBuf>,
+    pg_bin_dir: Option<PathBuf>,
+    database_url: String,
+    backup_key: SymmetricKey,
+    signing_key: SigningKey,
+    trust_public_key: [u8; 32],
+    json: bool,
+}
+
+impl Job {
+    fn prepare(ctx: &Context, config: &Config, keep: Option<u32>) -> Result<Job, OpsError> {
+        let dir = config.backup.dir.clone();
+        crate::dirs::check_writable(&dir, "[backup] dir")?;
+        let mut config_files = vec![crate::utils::absolute(&ctx.config_source.path)];
+        config_files.extend(
+            config
+                .backup
+                .include
+                .iter()
+                .map(|p| crate::utils::absolute(p)),
+        );
+        Ok(Job {
+            dir,
+            keep: keep.unwrap_or(config.backup.keep),
+            zstd_level: config.backup.zstd_level,
+            config_files,
+            artifacts_dir: config.backup.artifacts_dir.clone(),
+            pg_bin_dir: config.backup.pg_bin_dir.clone(),
+            database_url: config.database.url.clone(),
+            backup_key: KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?,
+            signing_key: crate::trust::signing_key(config)?,
+            trust_public_key: crate::trust::public_key(config)?,
+            json: ctx.json,
+        })
+    }
+}
+
+fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
+    let started = Instant::now();
+    let config = ctx.config()?;
+    let job = Job::prepare(ctx, &config, keep)?;
+    let mut report = Report::default();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut conn = db::connect(&job.database_url, "backup").await?;
+        let phase = Instant::now();
+        let _lock = lock(&mut conn, &job).await?;
+        report.phases_ms.lock = elapsed_ms(phase);
+        remove_leftovers(&job.dir)?;
+
+        let phase = Instant::now();
+        let mut tx = conn
+            .begin_with("begin isolation level repeatable read, read only")
+            .await
+            .map_err(|e| db::error(e, "starting the snapshot transaction"))?;
+        let snapshot = Snapshot::export(&mut tx).await?;
+        let pg_dump = PgTool::find("pg_dump", snapshot.server_major, job.pg_bin_dir.as_deref())?;
+        let paths = Paths::new(&job.dir, &manifest::next_name(&job.dir, &snapshot.stamp));
+        let dump = Dump::start(&pg_dump, &job, &snapshot, &paths.dump)?;
+        let tables = count_rows(&mut tx).await;
+        let intel = match tables {
+            Ok(_) => Some(IntelSpool::export(&mut tx, &job.dir).await),
+            Err(_) => None,
+        };
+        // The dump must finish either way before any error is reported, so that no child
+        // outlives the run; the snapshot stays exported until then.
+        let dumped = dump.finish().await;
+        let _ = tx.commit().await;
+        let (dump_file, dump_digests) = dumped?;
+        let tables = tables?;
+        let intel =
+            intel.ok_or_else(|| OpsError::new(Exit::Software, "intel export skipped"))??;
+        report.phases_ms.dump = elapsed_ms(phase);
+
+        let phase = Instant::now();
+        let previous = previous_entries(&job)?;
+        let (files_file, files_digests, written) =
+            write_bundle(&job, &paths, &previous, intel).await?;
+        report.phases_ms.files = elapsed_ms(phase);
+
+        let body = Body {
+            format: manifest::FORMAT,
+            name: paths.name.clone(),
+            snapshot_time: snapshot.time.clone(),
+            database: snapshot.database.clone(),
+            server_version: snapshot.server_version.clone(),
+            pg_dump_version: pg_dump.version.clone(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            backup_key_id: job.backup_key.id().to_string(),
+            zstd_level: job.zstd_level,
+            dump: sealed_file(&paths.dump, &dump_digests),
+            files: sealed_file(&paths.files, &files_digests),
+            tables: tables.clone(),
+            intel: written.1.clone(),
+            entries: written.0.entries.clone(),
+        };
+        let manifest = Manifest::sign(body, &job.signing_key)?;
+        persist(dump_file, files_file, &manifest, &paths)?;
+        report.backup = paths.name.clone();
+        report.manifest = paths.manifest.clone();
+        report.snapshot_time = snapshot.time.clone();
+        report.tables = tables.len();
+        report.rows = tables.values().sum();
+        report.intel_nodes = manifest.body.intel.nodes;
+        report.intel_edges = manifest.body.intel.edges;
+        report.entries_stored = manifest
+            .body
+            .entries
+            .iter()
+            .filter(|e| e.stored_in == paths.name)
+            .count();
+        report.entries_unchanged = written.0.unchanged;
+        report.skipped = written.0.skipped.clone();
+        report.dump = Some(manifest.body.dump.clone());
+        report.files = Some(manifest.body.files.clone());
+
+        let phase = Instant::now();
+        let tools = check::Tools::new(job.pg_bin_dir.clone());
+        check::verify(&paths, &job.backup_key, &job.trust_public_key, &tools)?;
+        report.phases_ms.verify = elapsed_ms(phase);
+
+        let phase = Instant::now();
+        let retention = apply_retention(&job, &paths.name)?;
+        report.deleted = retention.0;
+        report.kept_unverified = retention.1;
+        report.phases_ms.retention = elapsed_ms(phase);
+        report.status = "verified";
+        Ok::<(), OpsError>(())
+    })?;
+    rt.shutdown_background();
+    report.duration_ms = elapsed_ms(started);
+    print_report(ctx, &report)
+}
+
+/// Step 1: one backup at a time: the lock file in the backup dir, then the database lock.
+async fn lock(conn: &mut PgConnection, job: &Job) -> Result<RunLock, OpsError> {
+    let file_lock = RunLock::acquire(&job.dir, "backup", "backup")?;
+    run_lock::advisory_lock(conn, "ransomeye-ops backup", "backup").await?;
+    Ok(file_lock)
+}
+
+/// Step 2: temp files and data files without a manifest are what an interrupted run left.
+fn remove_leftovers(dir: &Path) -> Result<(), OpsError> {
+    crate::dirs::remove_temp_files(dir, &format!(".{}", manifest::PREFIX))?;
+    for entry in std::fs::read_dir(dir).map_err(PathError::at(FileAction::Read, dir))? {
+        let entry = entry.map_err(PathError::at(FileAction::Read, dir))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = manifest::backup_name(&file_name) else {
+            continue;
+        };
+        if !Paths::new(dir, name).manifest.exists() {
+            let path = entry.path();
+            tracing::info!(file = %path.display(), "removing a file of an interrupted backup (it has no manifest)");
+            std::fs::remove_file(&path).map_err(PathError::at(FileAction::Remove, &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The exported snapshot everything in one backup is taken from.
+struct Snapshot {
+    id: String,
+    time: String,
+    stamp: String,
+    database: String,
+    server_version: String,
+    server_major: u32,
+}
+
+impl Snapshot {
+    /// Step 3: exports the snapshot of `conn`'s transaction (REPEATABLE READ, read only).
+    async fn export(conn: &mut PgConnection) -> Result<Snapshot, OpsError> {
+        let (id, time, stamp, database, server_version, num): (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        ) = sqlx::query_as(
+            "select pg_export_snapshot(), to_json(now())#>>'{}', \
+             to_char(now() at time zone 'UTC', 'YYYYMMDD\"T\"HH24MISS\"Z\"'), \
+             current_database(), current_setting('server_version'), \
+             current_setting('server_version_num')",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| db::error(e, "exporting the snapshot"))?;
+        let server_major = num.parse::<u32>().map(|n| n / 10000).unwrap_or(0);
+        Ok(Snapshot {
+            id,
+            time,
+            stamp,
+            database,
+            server_version,
+            server_major,
+        })
+    }
+}
+
+/// Exact row counts of every ordinary table outside the system schemas (`schema.table`), as
+/// seen by `conn`'s current transaction.
+pub(crate) async fn count_rows(
+    conn: &mut PgConnection,
+) -> Result<std::collections::BTreeMap<String, u64>, OpsError> {
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "select n.nspname::text, c.relname::text from pg_class c \
+         join pg_namespace n on n.oid = c.relnamespace \
+         where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') \
+           and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%' \
+         order by 1, 2",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db::error(e, "listing tables"))?;
+    let mut counts = std::collections::BTreeMap::new();
+    for (schema, table) in tables {
+        let quoted = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
+        let (n,): (i64,) = sqlx::query_as(AssertSqlSafe(format!("select count(*) from {quoted}")))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| db::error(e, &format!("counting rows of {schema}.{table}")))?;
+        counts.insert(format!("{schema}.{table}"), n.max(0) as u64);
+    }
+    Ok(counts)
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A running `pg_dump` whose output streams into the sealed dump file on its own thread.
+struct Dump {
+    child: std::process::Child,
+    stderr: StderrTail,
+    writer: std::thread::JoinHandle<Result<(AtomicFile, Digests), OpsError>>,
+    program: PathBuf,
+}
+
+impl Dump {
+    /// Step 4: `pg_dump -Fc -Z0 --snapshot` → zstd → envelope (backup key) → temp file.
+    /// pg_dump's own compression is off: zstd on our thread is both faster and smaller.
+    fn start(tool: &PgTool, job: &Job, snapshot: &Snapshot, path: &Path) -> Result<Dump, OpsError> {
+        let (mut cmd, url) = tool.command_for(&job.database_url);
+        cmd.args(["--format=custom", "--compress=0", "--no-sync"])
+            .arg(format!("--snapshot={}", snapshot.id))
+            .arg(format!("--dbname={url}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut writer =
+            SealedWriter::create(path, &job.backup_key, Purpose::Backup, job.zstd_level)?;
+        let mut child = cmd.spawn().map_err(|e| {
+            OpsError::new(
+                Exit::Unavailable,
+                format!("cannot start {}: {e}", tool.path.display()),
+            )
+        })?;
+        let stderr = StderrTail::start(&mut child);
+        let mut stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| OpsError::new(Exit::Software, "pg_dump has no stdout"))?;
+        let bar = progress(job.json, "dumping", "bytes");
+        let writer = std::thread::spawn(move || {
+            let mut buf = vec![0u8; DUMP_CHUNK];
+            let mut total = 0u64;
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(OpsError::new(
+                            Exit::Io,
+                            format!("reading pg_dump's output failed: {e}"),
+                        ))
+                    }
+                };
+                writer.write_bytes(&buf[..n])?;
+                total += n as u64;
+                bar.set_position(total);
+            }
+            bar.finish_and_clear();
+            writer.finish()
+        });
+        Ok(Dump {
+            child,
+            stderr,
+            writer,
+            program: tool.path.clone(),
+        })
+    }
+
+    /// Waits for pg_dump and the writer; a failed dump leaves no file (the temp file is
+    /// removed when the uncommitted writer is dropped).
+    async fn finish(mut self) -> Result<(AtomicFile, Digests), OpsError> {
+        let written = tokio::task::spawn_blocking(move || {
+            let written = self
+                .writer
+                .join()
+                .map_err(|_| OpsError::new(Exit::Software, "the dump writer panicked"));
+            if !matches!(written, Ok(Ok(_))) {
+                // The writer failed (disk full…): stop pg_dump rather than let it block.
+                let _ = self.child.kill();
+            }
+            let status = self.child.wait();
+            (written, status, self.stderr.finish(), self.program)
+        })
+        .await
+        .map_err(|e| OpsError::new(Exit::Software, format!("dump thread failed: {e}")))?;
+        let (written, status, stderr, program) = written;
+        let written = written??;
+        let status = status.map_err(|e| {
+            OpsError::new(Exit::Software, format!("waiting for pg_dump failed: {e}"))
+        })?;
+        if !status.success() {
+            return Err(OpsError::new(
+                Exit::Unavailable,
+                format!(
+                    "{} failed ({status}): {}",
+                    program.display(),
+                    if stderr.is_empty() {
+                        "no message"
+                    } else {
+                        &stderr
+                    }
+                ),
+            )
+            .hint("no backup was written; fix the cause pg_dump names and rerun"));
+        }
+        Ok(written)
+    }
+}
+
+/// The intel graph export, spooled encrypted with a throwaway key into an unnamed temp file
+/// (the tar header needs its size before its bytes, and plaintext never touches the disk).
+struct IntelSpool {
+    file: std::fs::File,
+    key: SymmetricKey,
+    digest: ransomeye_intel::GraphDigest,
+}
+
+impl IntelSpool {
+    async fn export(conn: &mut PgConnection, dir: &Path) -> Result<IntelSpool, OpsError> {
+        let key = SymmetricKey::generate(KeyPurpose::Backup)
+            .map_err(|e| OpsError::new(Exit::Software, format!("cannot make a spool key: {e}")))?;
+        let file = tempfile::tempfile_in(dir).map_err(PathError::at(FileAction::Create, dir))?;
+        let mut writer = EnvelopeWriter::new(
+            std::io::BufWriter::with_capacity(256 * 1024, file),
+            &key,
+            Purpose::Backup,
+        )
+        .map_err(PathError::at(FileAction::Write, dir))?;
+        let digest = ransomeye_intel::export(conn, &mut writer)
+            .await
+            .map_err(|e| intel_error(e, "exporting the intel graph"))?;
+        let mut file = writer
+            .finish()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map_err(PathError::at(FileAction::Write, dir))?;
+        file.rewind()
+            .map_err(PathError::at(FileAction::Read, dir))?;
+        Ok(IntelSpool { file, key, digest })
+    }
+}
+
+/// An intel crate error as an operator error.
+pub(crate) fn intel_error(e: ransomeye_intel::IntelError, doing: &str) -> OpsError {
+    use ransomeye_intel::IntelError;
+    match e {
+        IntelError::Database { source, .. } => db::error(source, doing),
+        IntelError::Io { source, .. } => {
+            if ransomeye_kernel::envelope::EnvelopeError::from_io(&source).is_some() {
+                return OpsError::new(Exit::Data, format!("{doing}: {source}"));
+            }
+            let full = source.raw_os_error() == Some(nix::libc::ENOSPC);
+            let err = OpsError::new(Exit::Io, format!("{doing}: {source}"));
+            if full {
+                err.hint(
+                    "the backup directory's file system is full; nothing was replaced or deleted",
+                )
+            } else {
+                err
+            }
+        }
+        IntelError::Snapshot { .. } => OpsError::new(Exit::Software, format!("{doing}: {e}")),
+        other => OpsError::new(Exit::Data, format!("{doing}: {other}")),
+    }
+}
+
+/// Entries of the newest backup whose manifest verifies (the base of incremental artifacts);
+/// none if there is no such backup.
+fn previous_entries(job: &Job) -> Result<Vec<Entry>, OpsError> {
+    for paths in manifest::list(&job.dir)?.iter().rev() {
+        let Ok(m) = manifest::read(paths) else {
+            continue;
+        };
+        if m.verify_signature(&job.trust_public_key).is_ok() {
+            return Ok(m.body.entries);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// Step 5: the file bundle (configuration, intel graph, artifacts) → temp file.
+async fn write_bundle(
+    job: &Job,
+    paths: &Paths,
+    previous: &[Entry],
+    intel: IntelSpool,
+) -> Result<
+    (
+        AtomicFile,
+        Digests,
+        (bundle::Written, ransomeye_intel::GraphDigest),
+    ),
+    OpsError,
+> {
+    let writer = SealedWriter::create(
+        &paths.files,
+        &job.backup_key,
+        Purpose::Backup,
+        job.zstd_level,
+    )?;
+    let sources_config = job.config_files.clone();
+    let artifacts_dir = job.artifacts_dir.clone();
+    let previous = previous.to_vec();
+    let name = paths.name.clone();
+    let shown = paths.files.clone();
+    tokio::task::spawn_blocking(move || {
+        let sources = bundle::Sources {
+            config: sources_config,
+            artifacts_dir: artifacts_dir.as_deref(),
+            previous: &previous,
+            name: &name,
+        };
+        let spool = EnvelopeReader::open(std::io::BufReader::new(intel.file), &intel.key)
+            .map_err(|e| OpsError::stream(&shown, e))?;
+        let (written, writer) = bundle::write(
+            writer,
+            &sources,
+            spool,
+            intel.digest.bytes,
+            &intel.digest.sha256,
+        )?;
+        let (file, digests) = writer.finish()?;
+        Ok((file, digests, (written, intel.digest)))
+    })
+    .await
+    .map_err(|e| OpsError::new(Exit::Software, format!("bundle thread failed: {e}")))?
+}
+
+fn sealed_file(path: &Path, d: &Digests) -> SealedFile {
+    SealedFile {
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        bytes: d.file_bytes,
+        sha256: d.file_sha256.clone(),
+        plaintext_bytes: d.plaintext_bytes,
+        plaintext_sha256: d.plaintext_sha256.clone(),
+    }
+}
+
+/// Step 6: the data files under their names, then the manifest (the commit point).
+fn persist(
+    dump: AtomicFile,
+    files: AtomicFile,
+    manifest: &Manifest,
+    paths: &Paths,
+) -> Result<(), OpsError> {
+    dump.commit()?;
+    crate::failpoint::hit("backup-before-manifest");
+    files.commit()?;
+    manifest.write(&paths.manifest, Replace::Never)?;
+    Ok(())
+}
+
+/// Step 8: keep the newest `keep` backups that pass the quick check (signature, files present
+/// with their sizes), plus any older backup still holding artifacts a kept one refers to.
+/// Backups failing the check are never counted and never deleted: they are reported for a
+/// human to look at. Returns (deleted, kept unverified).
+fn apply_retention(job: &Job, newest: &str) -> Result<(Vec<String>, Vec<String>), OpsError> {
+    let mut good = Vec::new();
+    let mut unverified = Vec::new();
+    for paths in manifest::list(&job.dir)? {
+        match check::quick(&paths, &job.trust_public_key) {
+            Ok(m) => good.push((paths, m)),
+            Err(_) => unverified.push(paths.name),
+        }
+    }
+    if !good.iter().any(|(p, _)| p.name == newest) {
+        return Err(OpsError::new(
+            Exit::Software,
+            format!("the new backup {newest} is not among the verified backups; nothing deleted"),
+        ));
+    }
+    let keep = job.keep.max(1) as usize;
+    let split = good.len().saturating_sub(keep);
+    let (old, kept) = good.split_at(split);
+    let referenced: std::collections::HashSet<&str> = kept
+        .iter()
+        .flat_map(|(_, m)| m.body.entries.iter().map(|e| e.stored_in.as_str()))
+        .collect();
+    let mut deleted = Vec::new();
+    for (paths, _) in old {
+        if referenced.contains(paths.name.as_str()) {
+            continue;
+        }
+        // Manifest first: from that moment the rest are leftovers, never a half backup.
+        for path in [&paths.manifest, &paths.dump, &paths.files] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(PathError::new(FileAction::Remove, path, e).into()),
+            }
+        }
+        ransomeye_kernel::atomic_file::sync_dir(&job.dir)?;
+        deleted.push(paths.name.clone());
+    }
+    Ok((deleted, unverified))
+}
+
+fn print_report(ctx: &Context, r: &Report) -> Result<(), OpsError> {
+    if ctx.json {
+        return print_json(r);
+    }
+    let (dump, files) = (
+        r.dump.clone().unwrap_or_default(),
+        r.files.clone().unwrap_or_default(),
+    );
+    println!(
+        "backup {} verified (snapshot {})",
+        r.backup, r.snapshot_time
+    );
+    println!(
+        "  database: {} tables, {} rows; dump {} bytes -> {} ({} bytes encrypted)",
+        r.tables, r.rows, dump.plaintext_bytes, dump.file, dump.bytes
+    );
+    println!(
+        "  files: {} stored, {} unchanged artifacts referenced; intel graph {} nodes, {} edges -> {} ({} bytes)",
+        r.entries_stored, r.entries_unchanged, r.intel_nodes, r.intel_edges, files.file, files.bytes
+    );
+    for s in &r.skipped {
+        println!("  skipped (not a regular file): {s}");
+    }
+    for d in &r.deleted {
+        println!("  retention: deleted {d}");
+    }
+    for u in &r.kept_unverified {
+        println!("  warning: {u} does not pass the quick check; kept for inspection (`ransomeye-ops verify {u}`)");
+    }
+    let p = &r.phases_ms;
+    println!(
+        "  dump {:.0} ms, files {:.0} ms, verify {:.0} ms, retention {:.0} ms, total {:.0} ms",
+        p.dump, p.files, p.verify, p.retention, r.duration_ms
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup list / cat
+
+fn list(ctx: &Context) -> Result<(), OpsError> {
+    let config = ctx.config()?;
+    let trust = crate::trust::public_key(&config)?;
+    let mut rows = Vec::new();
+    for paths in manifest::list(&config.backup.dir)? {
+        let (state, m) = match check::quick(&paths, &trust) {
+            Ok(m) => ("ok".to_string(), Some(m)),
+            Err(e) => (format!("damaged: {}", e.what), manifest::read(&paths).ok()),
+        };
+        rows.push(serde_json::json!({
+            "backup": paths.name,
+            "state": state,
+            "snapshot_time": m.as_ref().map(|m| m.body.snapshot_time.clone()),
+            "rows": m.as_ref().map(|m| m.body.tables.values().sum::<u64>()),
+            "bytes": m.as_ref().map(|m| m.body.dump.bytes + m.body.files.bytes),
+        }));
+    }
+    if ctx.json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("no backups in {}", config.backup.dir.display());
+    }
+    for r in rows {
+        println!(
+            "{}  {}  {} rows  {} bytes  {}",
+            r["backup"].as_str().unwrap_or_default(),
+            r["snapshot_time"].as_str().unwrap_or("?"),
+            r["rows"],
+            r["bytes"],
+            r["state"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `backup cat BACKUP`: the plain custom-format dump on stdout, for `pg_restore` by hand. The
+/// dump is checked against the manifest as it streams; a mismatch exits 65 (and the output
+/// must then be discarded).
+fn cat(ctx: &Context, backup: &Path) -> Result<(), OpsError> {
+    if crate::utils::stdout_is_terminal() {
+        return Err(OpsError::new(
+            Exit::Usage,
+            "refusing to write a binary dump to a terminal",
+        )
+        .hint("redirect it: `ransomeye-ops backup cat BACKUP > dump.pgc` or pipe it to pg_restore"));
+    }
+    let config = ctx.config()?;
+    let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?;
+    let trust = crate::trust::public_key(&config)?;
+    let paths = check::locate(backup, &config.backup.dir)?;
+    let manifest = check::quick(&paths, &trust)?;
+    let mut reader = crate::sealed::SealedReader::open(&paths.dump, &key)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| reader.error(e))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n]).map_err(stdout_error)?;
+    }
+    out.flush().map_err(stdout_error)?;
+    let digests = reader.finish()?;
+    check::compare_sealed(&paths.dump, &manifest.body.dump, &digests)
+}

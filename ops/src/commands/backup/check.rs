@@ -1,0 +1,338 @@
+//! Checking backups: the quick check (manifest signature, files present with their sizes)
+//! and the full verification `verify`, `backup`, `restore` and `drill` share.
+//!
+//! Full verification reads every byte: the manifest signature; size and SHA-256 of both files;
+//! a complete authenticated decrypt and decompress of each; the dump streamed through
+//! `pg_restore --list` (no plaintext on disk); every tar entry hashed against the manifest;
+//! the intel graph export checked for integrity and against the manifest's digest; entries
+//! stored in older backups present in those backups' manifests.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use ransomeye_kernel::keys::SymmetricKey;
+
+use super::bundle;
+use super::manifest::{self, Kind, Manifest, Paths, SealedFile};
+use crate::error::{Exit, OpsError};
+use crate::pg_tools::{parse_major, PgTool, StderrTail};
+use crate::sealed::{Digests, SealedReader};
+
+/// Where to find pg_restore.
+#[derive(Debug, Clone, Default)]
+pub struct Tools {
+    bin_dir: Option<PathBuf>,
+}
+
+impl Tools {
+    /// `[backup] pg_bin_dir`, if set.
+    pub fn new(bin_dir: Option<PathBuf>) -> Tools {
+        Tools { bin_dir }
+    }
+
+    /// A pg_restore that can read a dump written by `pg_dump_version`.
+    pub fn pg_restore(&self, pg_dump_version: &str) -> Result<PgTool, OpsError> {
+        let major = parse_major(pg_dump_version).unwrap_or(0);
+        PgTool::find("pg_restore", major, self.bin_dir.as_deref())
+    }
+}
+
+/// The backup an argument names: a path to any of its files, or a bare name looked up in the
+/// backup directory. Exit 66 when there is no such manifest.
+pub fn locate(arg: &Path, dir: &Path) -> Result<Paths, OpsError> {
+    let paths = if arg.components().count() == 1 {
+        arg.to_str()
+            .map(|s| manifest::backup_name(s).unwrap_or(s))
+            .filter(|name| manifest::is_backup_name(name))
+            .map(|name| Paths::new(dir, name))
+    } else {
+        Paths::of(arg)
+    };
+    let Some(paths) = paths else {
+        return Err(OpsError::new(
+            Exit::Usage,
+            format!(
+                "{} is not a backup (ransomeye_<YYYYMMDDTHHMMSSZ>[.enc|.files.enc|.manifest.json])",
+                arg.display()
+            ),
+        )
+        .hint("`ransomeye-ops backup list` shows the backups"));
+    };
+    if !paths.manifest.exists() {
+        let leftover = paths.dump.exists() || paths.files.exists();
+        return Err(OpsError::new(
+            if leftover { Exit::Data } else { Exit::NoInput },
+            if leftover {
+                format!(
+                    "{} has no manifest: it is what an interrupted backup left, not a backup",
+                    paths.name
+                )
+            } else {
+                format!(
+                    "backup manifest {} does not exist",
+                    paths.manifest.display()
+                )
+            },
+        )
+        .hint("`ransomeye-ops backup list` shows the backups"));
+    }
+    Ok(paths)
+}
+
+/// The quick check: the manifest parses and its signature verifies against the trust key, and
+/// both files exist with the sizes it records.
+pub fn quick(paths: &Paths, trust_public_key: &[u8; 32]) -> Result<Manifest, OpsError> {
+    let m = manifest::read(paths)?;
+    m.verify_signature(trust_public_key).map_err(|why| {
+        OpsError::new(Exit::Data, format!("{}: {why}", paths.manifest.display()))
+            .hint("do not trust this backup; use another one")
+    })?;
+    for (path, expected) in [(&paths.dump, &m.body.dump), (&paths.files, &m.body.files)] {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.len() == expected.bytes => {}
+            Ok(meta) => {
+                return Err(OpsError::new(
+                    Exit::Data,
+                    format!(
+                        "{}: {} bytes, the manifest says {}: the file is truncated or was replaced",
+                        path.display(),
+                        meta.len(),
+                        expected.bytes
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(OpsError::new(
+                    Exit::Data,
+                    format!("{}: {e}: the backup is incomplete", path.display()),
+                ))
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// A sealed file's digests must be the manifest's.
+pub fn compare_sealed(path: &Path, expected: &SealedFile, got: &Digests) -> Result<(), OpsError> {
+    if got.file_bytes != expected.bytes || got.file_sha256 != expected.sha256 {
+        return Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "{}: {} bytes with SHA-256 {}, the manifest says {} bytes, {}",
+                path.display(),
+                got.file_bytes,
+                got.file_sha256,
+                expected.bytes,
+                expected.sha256
+            ),
+        ));
+    }
+    if got.plaintext_bytes != expected.plaintext_bytes
+        || got.plaintext_sha256 != expected.plaintext_sha256
+    {
+        return Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "{}: decrypted contents differ from the manifest",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Full verification of one backup (see the module comment). Returns its manifest.
+pub fn verify(
+    paths: &Paths,
+    key: &SymmetricKey,
+    trust_public_key: &[u8; 32],
+    tools: &Tools,
+) -> Result<Manifest, OpsError> {
+    let m = quick(paths, trust_public_key)?;
+    check_key(paths, &m, key)?;
+    let pg_restore = tools.pg_restore(&m.body.pg_dump_version)?;
+    let mut list = pg_restore.command();
+    list.arg("--list");
+    pipe_dump(paths, &m, key, list, Stdio::null())?;
+    verify_bundle(paths, &m, key, trust_public_key)?;
+    Ok(m)
+}
+
+/// The backup key must be the one the backup was made with (77 otherwise).
+pub fn check_key(paths: &Paths, m: &Manifest, key: &SymmetricKey) -> Result<(), OpsError> {
+    if m.body.backup_key_id != key.id().to_string() {
+        return Err(OpsError::new(
+            Exit::NoPerm,
+            format!(
+                "{}: encrypted with backup key {}, but the backup key is {}",
+                paths.name,
+                m.body.backup_key_id,
+                key.id()
+            ),
+        )
+        .hint("restore the backup key this backup was made with into [keys] dir"));
+    }
+    Ok(())
+}
+
+/// Streams the decrypted dump into `cmd` (a pg_restore reading stdin), checking the dump
+/// against the manifest on the way. Any decrypt failure, a pg_restore failure, or a digest
+/// mismatch is an error; pg_restore's stdout goes to `stdout`.
+pub fn pipe_dump(
+    paths: &Paths,
+    m: &Manifest,
+    key: &SymmetricKey,
+    mut cmd: Command,
+    stdout: Stdio,
+) -> Result<(), OpsError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut reader = SealedReader::open(&paths.dump, key)?;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| OpsError::new(Exit::Unavailable, format!("cannot start {program}: {e}")))?;
+    let stderr = StderrTail::start(&mut child);
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| OpsError::new(Exit::Software, "pg_restore has no stdin"))?;
+    // pg_restore may stop reading before the end (`--list` reads only the table of contents);
+    // the rest is still read, authenticated and hashed here.
+    let mut stdin = Some(stdin);
+    let mut buf = vec![0u8; 256 * 1024];
+    let fed: Result<(), OpsError> = loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(reader.error(e)),
+        };
+        if let Some(pipe) = stdin.as_mut() {
+            if pipe.write_all(&buf[..n]).is_err() {
+                stdin = None;
+            }
+        }
+    };
+    drop(stdin);
+    if fed.is_err() {
+        // The dump is damaged: whatever pg_restore did with the first part must not finish.
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let message = stderr.finish();
+    // A decrypt or decompress failure explains everything that follows.
+    fed?;
+    let status = status
+        .map_err(|e| OpsError::new(Exit::Software, format!("waiting for {program} failed: {e}")))?;
+    if !status.success() {
+        return Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "{}: {program} failed ({status}): {}",
+                paths.dump.display(),
+                if message.is_empty() {
+                    "no message"
+                } else {
+                    &message
+                }
+            ),
+        ));
+    }
+    let digests = reader.finish()?;
+    compare_sealed(&paths.dump, &m.body.dump, &digests)
+}
+
+/// Reads the whole bundle: tar entries against the manifest, the intel export checked.
+fn verify_bundle(
+    paths: &Paths,
+    m: &Manifest,
+    key: &SymmetricKey,
+    trust_public_key: &[u8; 32],
+) -> Result<(), OpsError> {
+    let mut reader = SealedReader::open(&paths.files, key)?;
+    let mut intel = None;
+    let seen = bundle::read(&paths.files, &mut reader, |path, contents| {
+        if path == bundle::INTEL_PATH {
+            intel = Some(
+                ransomeye_intel::check(io::BufReader::new(contents)).map_err(|e| {
+                    super::intel_error(e, &format!("{}: {path}", paths.files.display()))
+                })?,
+            );
+        }
+        Ok(())
+    })?;
+    let digests = reader.finish()?;
+    compare_sealed(&paths.files, &m.body.files, &digests)?;
+    match intel {
+        Some(d) if d == m.body.intel => {}
+        Some(d) => {
+            return Err(OpsError::new(
+                Exit::Data,
+                format!(
+                    "{}: the intel graph export has digest {} ({} nodes, {} edges), the manifest says {}",
+                    paths.files.display(),
+                    d.sha256,
+                    d.nodes,
+                    d.edges,
+                    m.body.intel.sha256
+                ),
+            ))
+        }
+        None => {
+            return Err(OpsError::new(
+                Exit::Data,
+                format!("{}: no intel graph export in the bundle", paths.files.display()),
+            ))
+        }
+    }
+    let mut problems = Vec::new();
+    let stored_here: Vec<_> = m
+        .body
+        .entries
+        .iter()
+        .filter(|e| e.stored_in == m.body.name)
+        .collect();
+    for e in &stored_here {
+        match seen.iter().find(|(p, _, _)| *p == e.path) {
+            Some((_, size, sha)) if *size == e.size && *sha == e.sha256 => {}
+            Some(_) => problems.push(format!("{} differs from the manifest", e.path)),
+            None => problems.push(format!("{} is missing from the bundle", e.path)),
+        }
+    }
+    for (p, _, _) in &seen {
+        if !stored_here.iter().any(|e| e.path == *p) {
+            problems.push(format!("{p} is in the bundle but not in the manifest"));
+        }
+    }
+    for e in m.body.entries.iter().filter(|e| e.stored_in != m.body.name) {
+        let older = Paths::new(
+            paths.manifest.parent().unwrap_or(Path::new(".")),
+            &e.stored_in,
+        );
+        let held = quick(&older, trust_public_key).ok().is_some_and(|om| {
+            om.body.entries.iter().any(|o| {
+                o.path == e.path
+                    && o.sha256 == e.sha256
+                    && o.stored_in == e.stored_in
+                    && o.kind == Kind::Artifact
+            })
+        });
+        if !held {
+            problems.push(format!(
+                "{} is stored in backup {}, which is missing or does not hold it",
+                e.path, e.stored_in
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(OpsError::new(
+            Exit::Data,
+            format!("{}: {}", paths.files.display(), problems.join("; ")),
+        ))
+    }
+}

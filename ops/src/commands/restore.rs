@@ -1,0 +1,414 @@
+//! `restore`: a verified backup back into a database, and its files into a directory.
+//!
+//! [`run`] reads as the procedure: verify the backup completely → refuse a non-empty target
+//! (unless `--clean`) and existing files (unless `--yes`) → stop services → stream decrypt →
+//! `pg_restore` (one transaction: a failure leaves the target as it was) → restore files,
+//! following the incremental chain → compare row counts and the intel graph digest with the
+//! manifest → start services, also after a failure. Every refusal comes before anything
+//! changes. `drill` uses the same [`restore`] without services or files.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ransomeye_kernel::access::Ownership;
+use ransomeye_kernel::atomic_file::{AtomicFile, Replace};
+use ransomeye_kernel::config::Services;
+use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SymmetricKey};
+use ransomeye_kernel::{FileAction, PathError};
+use serde::Serialize;
+
+use super::backup::check::{self, Tools};
+use super::backup::manifest::{Entry, Kind, Manifest, Paths};
+use super::backup::{bundle, count_rows, intel_error};
+use super::Context;
+use crate::cli::RestoreArgs;
+use crate::db;
+use crate::error::{Exit, OpsError};
+use crate::sealed::SealedReader;
+use crate::utils::{elapsed_ms, print_json, runtime};
+
+/// What to restore, where.
+pub(crate) struct Plan<'a> {
+    pub paths: Paths,
+    pub key: &'a SymmetricKey,
+    pub trust_public_key: [u8; 32],
+    pub tools: Tools,
+    pub target_url: String,
+    pub files_to: Option<PathBuf>,
+    pub clean: bool,
+    pub yes: bool,
+    /// Services to stop and start around the restore (`None`: leave them alone).
+    pub services: Option<&'a Services>,
+}
+
+/// What a restore did, as reported.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Outcome {
+    pub backup: String,
+    pub snapshot_time: String,
+    pub tables_checked: usize,
+    pub rows: u64,
+    pub mismatches: Vec<String>,
+    pub intel_digest_matches: bool,
+    pub files_restored: usize,
+    pub services_stopped: Vec<String>,
+    pub services_started: Vec<String>,
+    pub verify_ms: f64,
+    pub restore_ms: f64,
+    pub compare_ms: f64,
+}
+
+/// Runs `restore`.
+pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
+    let started = Instant::now();
+    let config = ctx.config()?;
+    let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?;
+    let plan = Plan {
+        paths: check::locate(&args.backup, &config.backup.dir)?,
+        key: &key,
+        trust_public_key: crate::trust::public_key(&config)?,
+        tools: Tools::new(config.backup.pg_bin_dir.clone()),
+        target_url: args.target_database_url.clone(),
+        files_to: args.files_to.as_deref().map(crate::utils::absolute),
+        clean: args.clean,
+        yes: args.yes,
+        services: Some(&config.services),
+    };
+    let rt = runtime()?;
+    let outcome = rt.block_on(restore(&plan))?;
+    rt.shutdown_background();
+    let duration_ms = elapsed_ms(started);
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "status": if outcome.mismatches.is_empty() { "restored" } else { "mismatch" },
+            "outcome": outcome,
+            "duration_ms": duration_ms,
+        }))?;
+    } else {
+        println!(
+            "restored {} (snapshot {}) in {:.0} ms: {} tables, {} rows, {} files",
+            outcome.backup,
+            outcome.snapshot_time,
+            duration_ms,
+            outcome.tables_checked,
+            outcome.rows,
+            outcome.files_restored
+        );
+        for m in &outcome.mismatches {
+            println!("  MISMATCH: {m}");
+        }
+    }
+    mismatch_error(&outcome)
+}
+
+/// Exit 65 naming the differences when the restored data does not match the manifest.
+pub(crate) fn mismatch_error(outcome: &Outcome) -> Result<(), OpsError> {
+    if outcome.mismatches.is_empty() {
+        return Ok(());
+    }
+    Err(OpsError::new(
+        Exit::Data,
+        format!(
+            "the restored data does not match backup {}: {}",
+            outcome.backup,
+            outcome.mismatches.join("; ")
+        ),
+    ))
+}
+
+/// The restore procedure (see the module comment).
+pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
+    let mut outcome = Outcome::default();
+    let phase = Instant::now();
+    let manifest = check::verify(&plan.paths, plan.key, &plan.trust_public_key, &plan.tools)?;
+    outcome.verify_ms = elapsed_ms(phase);
+    outcome.backup = manifest.body.name.clone();
+    outcome.snapshot_time = manifest.body.snapshot_time.clone();
+
+    let mut target = db::connect(&plan.target_url, "restore").await?;
+    refuse_non_empty(&mut target, plan.clean).await?;
+    let files = match &plan.files_to {
+        Some(dir) => plan_files(dir, &manifest, plan.yes)?,
+        None => Vec::new(),
+    };
+    let pg_restore = plan.tools.pg_restore(&manifest.body.pg_dump_version)?;
+
+    if let Some(services) = plan.services {
+        match run_services(&services.stop, services.timeout_secs, "stop") {
+            Ok(stopped) => outcome.services_stopped = stopped,
+            Err(e) => {
+                // Bring back whatever was stopped before the failure.
+                let _ = run_services(&services.start, services.timeout_secs, "start");
+                return Err(e.hint("nothing was restored; the start commands were run"));
+            }
+        }
+    }
+    let restored = async {
+        let phase = Instant::now();
+        let (mut cmd, url) = pg_restore.command_for(&plan.target_url);
+        cmd.args(["--exit-on-error", "--single-transaction"])
+            .arg(format!("--dbname={url}"));
+        if plan.clean {
+            cmd.args(["--clean", "--if-exists"]);
+        }
+        check::pipe_dump(&plan.paths, &manifest, plan.key, cmd, Stdio::null())?;
+        outcome.files_restored = restore_files(&plan.paths, &manifest, plan, &files)?;
+        outcome.restore_ms = elapsed_ms(phase);
+
+        let phase = Instant::now();
+        compare(&mut target, &manifest, &mut outcome).await?;
+        outcome.compare_ms = elapsed_ms(phase);
+        Ok::<(), OpsError>(())
+    }
+    .await;
+    if let Some(services) = plan.services {
+        match run_services(&services.start, services.timeout_secs, "start") {
+            Ok(started) => outcome.services_started = started,
+            Err(e) if restored.is_ok() => return Err(e),
+            Err(e) => tracing::error!("starting services after the failed restore: {}", e.what),
+        }
+    }
+    restored?;
+    Ok(outcome)
+}
+
+/// A target with tables is refused unless `--clean` (73: the restore cannot create into it).
+async fn refuse_non_empty(conn: &mut sqlx::PgConnection, clean: bool) -> Result<(), OpsError> {
+    let (tables,): (i64,) = sqlx::query_as(
+        "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema') \
+           and n.nspname not like 'pg_toast%'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db::error(e, "looking at the target database"))?;
+    if tables > 0 && !clean {
+        return Err(OpsError::new(
+            Exit::CantCreate,
+            format!("the target database is not empty: it has {tables} tables"),
+        )
+        .hint("restore into an empty database, or pass --clean to drop and recreate the backup's objects"));
+    }
+    Ok(())
+}
+
+/// Where each restorable entry goes under `dir`; existing files are refused without `--yes`.
+fn plan_files(
+    dir: &Path,
+    manifest: &Manifest,
+    yes: bool,
+) -> Result<Vec<(Entry, PathBuf)>, OpsError> {
+    let mut planned = Vec::new();
+    let mut existing = Vec::new();
+    for e in &manifest.body.entries {
+        let relative = match e.kind {
+            Kind::Intel => continue, // restored with the database, checked by digest
+            Kind::Config | Kind::Artifact => e.source.trim_start_matches('/'),
+        };
+        if relative.is_empty()
+            || Path::new(relative)
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(OpsError::new(
+                Exit::Data,
+                format!("backup entry {} has an unsafe path {:?}", e.path, e.source),
+            ));
+        }
+        let dest = dir.join(relative);
+        if dest.symlink_metadata().is_ok() {
+            existing.push(dest.display().to_string());
+        }
+        planned.push((e.clone(), dest));
+    }
+    if !existing.is_empty() && !yes {
+        let shown: Vec<_> = existing.iter().take(5).cloned().collect();
+        return Err(OpsError::new(
+            Exit::CantCreate,
+            format!(
+                "{} files already exist under {} (e.g. {})",
+                existing.len(),
+                dir.display(),
+                shown.join(", ")
+            ),
+        )
+        .hint("pass --yes to replace them (this includes live configuration if DIR is /), or choose an empty --files-to"));
+    }
+    Ok(planned)
+}
+
+/// Writes the planned files, reading each bundle of the chain once. Each file is written
+/// atomically and only after its SHA-256 matched.
+fn restore_files(
+    paths: &Paths,
+    manifest: &Manifest,
+    plan: &Plan<'_>,
+    files: &[(Entry, PathBuf)],
+) -> Result<usize, OpsError> {
+    let mut by_backup: BTreeMap<&str, Vec<&(Entry, PathBuf)>> = BTreeMap::new();
+    for f in files {
+        by_backup.entry(f.0.stored_in.as_str()).or_default().push(f);
+    }
+    let dir = paths.manifest.parent().unwrap_or(Path::new("."));
+    let mut restored = 0;
+    for (holder, wanted) in by_backup {
+        let holder_paths = Paths::new(dir, holder);
+        if holder != manifest.body.name {
+            let m = check::quick(&holder_paths, &plan.trust_public_key)?;
+            check::check_key(&holder_paths, &m, plan.key)?;
+        }
+        let mut reader = SealedReader::open(&holder_paths.files, plan.key)?;
+        bundle::read(&holder_paths.files, &mut reader, |path, contents| {
+            let Some((entry, dest)) = wanted
+                .iter()
+                .map(|f| (&f.0, &f.1))
+                .find(|(e, _)| e.path == path)
+            else {
+                return Ok(());
+            };
+            write_file(dest, entry, contents, plan.yes)?;
+            restored += 1;
+            Ok(())
+        })?;
+    }
+    if restored != files.len() {
+        return Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "restored {restored} of {} files: the backup chain is incomplete",
+                files.len()
+            ),
+        ));
+    }
+    Ok(restored)
+}
+
+fn write_file(
+    dest: &Path,
+    entry: &Entry,
+    contents: &mut dyn Read,
+    replace: bool,
+) -> Result<(), OpsError> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(PathError::at(FileAction::Create, parent))?;
+    }
+    let ownership = Ownership {
+        mode: entry.mode & 0o777,
+        gid: None,
+        uid: None,
+    };
+    let mode = if replace {
+        Replace::Allowed
+    } else {
+        Replace::Never
+    };
+    let mut file = AtomicFile::create_with(dest, ownership, mode)?;
+    let mut hashed = crate::sealed::Hashing::new(contents);
+    std::io::copy(&mut hashed, &mut file).map_err(PathError::at(FileAction::Write, dest))?;
+    let (_, size, sha256) = hashed.finish();
+    if size != entry.size || sha256 != entry.sha256 {
+        return Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "{}: restored contents differ from the manifest; not written",
+                entry.path
+            ),
+        ));
+    }
+    file.commit()?;
+    Ok(())
+}
+
+/// Every table's row count and the intel graph digest, against the manifest.
+async fn compare(
+    conn: &mut sqlx::PgConnection,
+    manifest: &Manifest,
+    outcome: &mut Outcome,
+) -> Result<(), OpsError> {
+    let counts = count_rows(conn).await?;
+    for (table, expected) in &manifest.body.tables {
+        match counts.get(table) {
+            Some(n) if n == expected => {}
+            Some(n) => outcome
+                .mismatches
+                .push(format!("{table}: {n} rows, the backup has {expected}")),
+            None => outcome.mismatches.push(format!("{table} is missing")),
+        }
+    }
+    outcome.tables_checked = manifest.body.tables.len();
+    outcome.rows = manifest.body.tables.values().sum();
+    let digest = ransomeye_intel::digest(conn)
+        .await
+        .map_err(|e| intel_error(e, "computing the restored intel graph's digest"))?;
+    outcome.intel_digest_matches = digest == manifest.body.intel;
+    if !outcome.intel_digest_matches {
+        outcome.mismatches.push(format!(
+            "intel graph digest {} ({} nodes, {} edges), the backup has {} ({} nodes, {} edges)",
+            digest.sha256,
+            digest.nodes,
+            digest.edges,
+            manifest.body.intel.sha256,
+            manifest.body.intel.nodes,
+            manifest.body.intel.edges
+        ));
+    }
+    Ok(())
+}
+
+/// Runs each command with `sh -c`, in order, each bounded by `timeout_secs`; stops at the
+/// first failure (74 naming it). Returns the commands run.
+fn run_services(
+    commands: &[String],
+    timeout_secs: u64,
+    what: &str,
+) -> Result<Vec<String>, OpsError> {
+    let mut done = Vec::new();
+    for command in commands {
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", command])
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                OpsError::new(
+                    Exit::Unavailable,
+                    format!("cannot run [services] {what} command `{command}`: {e}"),
+                )
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Err(e) => {
+                    return Err(OpsError::new(
+                        Exit::Software,
+                        format!("waiting for `{command}`: {e}"),
+                    ))
+                }
+            }
+        };
+        match status {
+            Some(s) if s.success() => done.push(command.clone()),
+            Some(s) => {
+                return Err(OpsError::new(Exit::Unavailable, format!("[services] {what} command `{command}` failed ({s})")))
+            }
+            None => {
+                return Err(OpsError::new(
+                    Exit::Unavailable,
+                    format!("[services] {what} command `{command}` did not finish within {timeout_secs} s and was killed"),
+                ))
+            }
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,267 @@
+//! Finding and running PostgreSQL's own client programs (`pg_dump`, `pg_restore`).
+//!
+//! The programs must be at least as new as the server they talk to (pg_dump refuses a newer
+//! server) and as the dump they read. Debian installs one set per major version under
+//! `/usr/lib/postgresql/<major>/bin` and a wrapper in `/usr/bin`, so the matching directory is
+//! tried first, then `$PATH`. Connection URLs are passed without their password, which goes in
+//! `PGPASSWORD`, so it never shows in `ps`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::error::{Exit, OpsError};
+
+/// Bytes of a program's stderr kept for the error message.
+const STDERR_KEEP: usize = 16 * 1024;
+
+/// A located client program and its major version.
+#[derive(Debug, Clone)]
+pub struct PgTool {
+    /// Path of the executable.
+    pub path: PathBuf,
+    /// Its `--version` line, e.g. `pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)`.
+    pub version: String,
+    /// Major version (15).
+    pub major: u32,
+}
+
+impl PgTool {
+    /// Finds `name` (pg_dump, pg_restore) of at least `min_major`: in `bin_dir` if given, else
+    /// `/usr/lib/postgresql/<min_major>/bin`, else the newest `/usr/lib/postgresql/*/bin`, else
+    /// `$PATH`. Exit 69 with the fix when none is found or it is too old.
+    pub fn find(name: &str, min_major: u32, bin_dir: Option<&Path>) -> Result<PgTool, OpsError> {
+        let mut candidates = Vec::new();
+        if let Some(dir) = bin_dir {
+            candidates.push(dir.join(name));
+        } else {
+            candidates.push(PathBuf::from(format!(
+                "/usr/lib/postgresql/{min_major}/bin/{name}"
+            )));
+            let mut installed: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let major = e.file_name().to_str()?.parse().ok()?;
+                    Some((major, e.path().join("bin").join(name)))
+                })
+                .collect();
+            installed.sort();
+            candidates.extend(installed.into_iter().rev().map(|(_, p)| p));
+            candidates.push(PathBuf::from(name));
+        }
+        let fix = format!(
+            "install the PostgreSQL {min_major} client programs (Debian: `apt-get install postgresql-client-{min_major}`) or set [backup] pg_bin_dir"
+        );
+        let mut too_old = None;
+        for candidate in candidates {
+            let Some(tool) = PgTool::probe(&candidate) else {
+                continue;
+            };
+            if tool.major >= min_major {
+                return Ok(tool);
+            }
+            too_old.get_or_insert(tool);
+        }
+        Err(match too_old {
+            Some(tool) => OpsError::new(
+                Exit::Unavailable,
+                format!(
+                    "{} is version {}, but PostgreSQL {min_major} needs {name} {min_major} or newer",
+                    tool.path.display(),
+                    tool.major
+                ),
+            ),
+            None => OpsError::new(Exit::Unavailable, format!("{name} not found")),
+        }
+        .hint(fix))
+    }
+
+    fn probe(path: &Path) -> Option<PgTool> {
+        let out = Command::new(path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let major = parse_major(&version)?;
+        Some(PgTool {
+            path: path.to_path_buf(),
+            version,
+            major,
+        })
+    }
+
+    /// A command for this program with the password of `url` moved into the environment;
+    /// returns it and the URL to pass as `--dbname`.
+    pub fn command_for(&self, url: &str) -> (Command, String) {
+        let (url, password) = split_password(url);
+        let mut cmd = Command::new(&self.path);
+        if let Some(password) = password {
+            cmd.env("PGPASSWORD", password);
+        }
+        cmd.env(
+            "PGAPPNAME",
+            format!("ransomeye-ops pid {}", std::process::id()),
+        );
+        (cmd, url)
+    }
+
+    /// A command for this program that does not connect anywhere.
+    pub fn command(&self) -> Command {
+        Command::new(&self.path)
+    }
+}
+
+/// The major version in a `--version` line (`pg_dump (PostgreSQL) 15.20 …` → 15; `9.6.1` → 9).
+pub fn parse_major(version: &str) -> Option<u32> {
+    version
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `postgres://user:secret@host/db` → (`postgres://user@host/db`, `Some("secret")`), the
+/// password percent-decoded. URLs without a password come back unchanged.
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None);
+    };
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return (url.to_string(), None);
+    };
+    (
+        format!("{scheme}://{user}@{host}{tail}"),
+        Some(percent_decode(password)),
+    )
+}
+
+/// `url` with its database name replaced by `database` (a plain identifier).
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[after_scheme..].find('/') {
+        Some(slash) => &base[..after_scheme + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Collects up to [`STDERR_KEEP`] bytes of a child's stderr on a thread, so the child never
+/// blocks on a full pipe.
+pub struct StderrTail(std::thread::JoinHandle<String>);
+
+impl StderrTail {
+    /// Starts reading `child`'s stderr (which must be piped).
+    pub fn start(child: &mut Child) -> StderrTail {
+        let stderr = child.stderr.take();
+        StderrTail(std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            if let Some(mut stderr) = stderr {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = STDERR_KEEP.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+            String::from_utf8_lossy(&kept).trim().to_string()
+        }))
+    }
+
+    /// What the child wrote to stderr.
+    pub fn finish(self) -> String {
+        self.0.join().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(
+            parse_major("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(parse_major("pg_restore (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(parse_major("no version here"), None);
+    }
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/prod?sslmode=require", "drill"),
+            "postgres://u:p@h:5432/drill?sslmode=require"
+        );
+        assert_eq!(with_database("postgres://h", "drill"), "postgres://h/drill");
+        assert_eq!(
+            with_database("postgres://h/", "drill"),
+            "postgres://h/drill"
+        );
+    }
+
+    #[test]
+    fn passwords_move_out_of_urls() {
+        assert_eq!(
+            split_password("postgres://u:s%40cret@db:5432/x?sslmode=require"),
+            (
+                "postgres://u@db:5432/x?sslmode=require".to_string(),
+                Some("s@cret".to_string())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://u@db/x"),
+            ("postgres://u@db/x".to_string(), None)
+        );
+        assert_eq!(
+            split_password("postgresql://db/x"),
+            ("postgresql://db/x".to_string(), None)
+        );
+    }
+}

@@ -1,0 +1,600 @@
+//! `backup`, `verify`, `restore`, `drill`: encrypted backups that provably restore.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{run, stdout_bytes, SmallDisk, TestDb, World};
+
+/// A world with audit rows, an intel graph, an artifacts directory and an extra config file.
+fn world() -> World {
+    let w = World::initialised();
+    w.db().execute(
+        "insert into audit_logs (created_at, actor, action, target, details) \
+         select now() - g * interval '1 hour', 'user' || (g % 7), 'login', 'host-' || g, \
+                jsonb_build_object('n', g, 'note', 'ünïcode ✓') \
+         from generate_series(1, 500) g; \
+         insert into agents (id, hostname, public_key, status) \
+         select gen_random_uuid(), 'agent-' || g, '\\x00'::bytea, 'active' from generate_series(1, 5) g",
+    );
+    seed_intel(&w.db().url, 200, 600);
+    std::fs::create_dir_all(w.path("artifacts/case-1")).expect("mkdir");
+    std::fs::write(w.path("artifacts/case-1/memdump.bin"), vec![7u8; 1_000_000]).expect("write");
+    std::fs::write(w.path("artifacts/case-1/notes.txt"), b"first look\n").expect("write");
+    std::fs::write(w.path("etc/extra.conf"), b"extra = 1\n").expect("write");
+    let artifacts = w.path("artifacts");
+    let extra = w.path("etc/extra.conf");
+    w.edit_config(|text| {
+        assert!(text.contains("include = []\n"), "{text}");
+        text.replace(
+            "include = []\n",
+            &format!(
+                "include = [{:?}]\nartifacts_dir = {:?}\n",
+                extra.display().to_string(),
+                artifacts.display().to_string()
+            ),
+        )
+    });
+    w
+}
+
+fn seed_intel(url: &str, nodes: u32, edges: u32) {
+    let status = Command::new("psql")
+        .args(["-q", "-X", "-v", "ON_ERROR_STOP=1"])
+        .arg("-v")
+        .arg(format!("nodes={nodes}"))
+        .arg("-v")
+        .arg(format!("edges={edges}"))
+        .arg("-f")
+        .arg(common::repo_root().join("scripts/sql/seed-intel.sql"))
+        .arg(url)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run psql");
+    assert!(status.success(), "seeding the intel graph failed");
+}
+
+/// Digest of every row of the tables a backup covers, in key order.
+fn data_digest(db: &TestDb) -> String {
+    db.text(
+        "select md5(\
+           (select coalesce(string_agg(row_to_json(a)::text, E'\\n' order by id), '') from audit_logs a) || \
+           (select coalesce(string_agg(row_to_json(n)::text, E'\\n' order by id), '') from intel_nodes n) || \
+           (select coalesce(string_agg(row_to_json(e)::text, E'\\n' order by id), '') from intel_edges e) || \
+           (select coalesce(string_agg(hostname, ',' order by hostname), '') from agents))",
+    )
+}
+
+fn backups(w: &World) -> Vec<String> {
+    w.list("backups")
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".manifest.json").map(str::to_string))
+        .collect()
+}
+
+fn backup(w: &World) -> serde_json::Value {
+    let out = run(w.ops().args(["--json", "backup"]));
+    out.expect_code(0);
+    out.json()
+}
+
+fn file(w: &World, name: &str) -> PathBuf {
+    w.path("backups").join(name)
+}
+
+#[test]
+fn backup_verifies_and_restores_to_identical_data_files_and_graph() {
+    let w = world();
+    let report = backup(&w);
+    assert_eq!(report["status"], "verified");
+    let name = report["backup"].as_str().expect("name").to_string();
+    assert!(
+        name.starts_with("ransomeye_") && name.ends_with('Z'),
+        "{name}"
+    );
+    assert_eq!(report["intel_nodes"], 200);
+    assert_eq!(report["intel_edges"], 600);
+    assert_eq!(
+        w.list("backups")
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect::<Vec<_>>(),
+        [
+            format!("{name}.enc"),
+            format!("{name}.files.enc"),
+            format!("{name}.manifest.json")
+        ]
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(file(&w, &format!("{name}.manifest.json"))).expect("read"),
+    )
+    .expect("json");
+    assert_eq!(manifest["body"]["tables"]["public.audit_logs"], 500);
+    assert_eq!(manifest["body"]["tables"]["public.agents"], 5);
+    run(w.ops().args(["verify", &name])).expect_code(0);
+
+    let target = TestDb::empty();
+    let files_to = w.path("restored");
+    let out = run(w
+        .ops()
+        .args([
+            "--json",
+            "restore",
+            &name,
+            "--target-database-url",
+            &target.url,
+            "--files-to",
+        ])
+        .arg(&files_to));
+    out.expect_code(0);
+    let restored = out.json();
+    assert_eq!(restored["status"], "restored");
+    assert_eq!(restored["outcome"]["intel_digest_matches"], true);
+    assert_eq!(data_digest(&target), data_digest(w.db()));
+    let memdump = files_to.join(
+        w.path("artifacts/case-1/memdump.bin")
+            .strip_prefix("/")
+            .expect("abs"),
+    );
+    assert_eq!(
+        std::fs::read(memdump).expect("restored artifact"),
+        vec![7u8; 1_000_000]
+    );
+    let config = files_to.join(w.config.strip_prefix("/").expect("abs"));
+    assert_eq!(
+        std::fs::read(config).expect("restored config"),
+        std::fs::read(&w.config).expect("config")
+    );
+}
+
+#[test]
+fn the_dump_is_plain_custom_format_for_pg_restore_by_hand() {
+    let w = world();
+    let name = backup(&w)["backup"].as_str().expect("name").to_string();
+    // backup cat: the custom-format dump, which pg_restore reads.
+    let dump = stdout_bytes(w.ops().args(["backup", "cat", &name]));
+    assert_eq!(&dump[..5], b"PGDMP", "custom-format magic");
+    let dump_file = w.path("by-hand.pgc");
+    std::fs::write(&dump_file, &dump).expect("write");
+    let out = Command::new("pg_restore")
+        .arg("--list")
+        .arg(&dump_file)
+        .output()
+        .expect("pg_restore");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit_logs"));
+    // decrypt gives the zstd stream of the same dump.
+    let zst = stdout_bytes(w.ops().arg("decrypt").arg(file(&w, &format!("{name}.enc"))));
+    assert_eq!(zstd::decode_all(&zst[..]).expect("zstd"), dump);
+}
+
+#[test]
+fn unchanged_artifacts_are_referenced_and_restored_through_the_chain() {
+    let w = world();
+    let first = backup(&w)["backup"].as_str().expect("name").to_string();
+    std::fs::write(
+        w.path("artifacts/case-1/notes.txt"),
+        b"second look, longer\n",
+    )
+    .expect("write");
+    let report = backup(&w);
+    let second = report["backup"].as_str().expect("name").to_string();
+    assert_ne!(first, second);
+    assert_eq!(report["entries_unchanged"], 1, "memdump.bin is unchanged");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(file(&w, &format!("{second}.manifest.json"))).expect("read"),
+    )
+    .expect("json");
+    let entries = manifest["body"]["entries"].as_array().expect("entries");
+    let stored_in = |suffix: &str| {
+        entries
+            .iter()
+            .find(|e| e["path"].as_str().is_some_and(|p| p.ends_with(suffix)))
+            .map(|e| e["stored_in"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(stored_in("memdump.bin"), Some(first.clone()));
+    assert_eq!(stored_in("notes.txt"), Some(second.clone()));
+    // The second bundle is small: the 1 MB artifact is not in it again.
+    assert!(report["files"]["plaintext_bytes"].as_u64().expect("bytes") < 1_000_000);
+
+    let target = TestDb::empty();
+    let files_to = w.path("restored");
+    run(w
+        .ops()
+        .args([
+            "restore",
+            &second,
+            "--target-database-url",
+            &target.url,
+            "--files-to",
+        ])
+        .arg(&files_to))
+    .expect_code(0);
+    let under = |p: &str| files_to.join(w.path(p).strip_prefix("/").expect("abs"));
+    assert_eq!(
+        std::fs::read(under("artifacts/case-1/memdump.bin")).expect("read"),
+        vec![7u8; 1_000_000]
+    );
+    assert_eq!(
+        std::fs::read(under("artifacts/case-1/notes.txt")).expect("read"),
+        b"second look, longer\n"
+    );
+
+    // Retention never deletes a backup a kept one still needs.
+    std::fs::write(w.path("artifacts/case-1/notes.txt"), b"third look\n").expect("write");
+    run(w.ops().args(["backup", "--keep", "1"])).expect_code(0);
+    let left = backups(&w);
+    assert!(
+        left.contains(&first),
+        "{first} holds memdump.bin for the kept backup: {left:?}"
+    );
+    assert!(
+        !left.contains(&second),
+        "{second} is no longer needed: {left:?}"
+    );
+}
+
+#[test]
+fn every_flipped_bit_truncation_or_forged_manifest_fails_verify_and_restore_with_65() {
+    let w = world();
+    let name = backup(&w)["backup"].as_str().expect("name").to_string();
+    let pristine: Vec<(PathBuf, Vec<u8>)> = [".enc", ".files.enc", ".manifest.json"]
+        .iter()
+        .map(|s| {
+            let p = file(&w, &format!("{name}{s}"));
+            let bytes = std::fs::read(&p).expect("read");
+            (p, bytes)
+        })
+        .collect();
+    let restore_target = TestDb::empty();
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, usize, Damage)> = vec![
+        (
+            "dump bit flip",
+            0,
+            Box::new(|b: &mut Vec<u8>| {
+                let i = b.len() / 2;
+                b[i] ^= 0x10
+            }),
+        ),
+        (
+            "dump truncated",
+            0,
+            Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 100)),
+        ),
+        (
+            "bundle bit flip",
+            1,
+            Box::new(|b: &mut Vec<u8>| {
+                let i = b.len() - 40;
+                b[i] ^= 1
+            }),
+        ),
+        (
+            "bundle truncated",
+            1,
+            Box::new(|b: &mut Vec<u8>| b.truncate(b.len() / 2)),
+        ),
+        (
+            "manifest edited",
+            2,
+            Box::new(|b: &mut Vec<u8>| {
+                let text = String::from_utf8(b.clone()).expect("utf-8").replacen(
+                    "\"public.audit_logs\": 500",
+                    "\"public.audit_logs\": 499",
+                    1,
+                );
+                assert_ne!(text.as_bytes(), &b[..], "edit applied");
+                *b = text.into_bytes();
+            }),
+        ),
+    ];
+    for (what, index, damage) in cases {
+        let (path, original) = &pristine[index];
+        let mut bytes = original.clone();
+        damage(&mut bytes);
+        std::fs::write(path, &bytes).expect("write");
+        let out = run(w.ops().args(["verify", &name]));
+        out.expect_code(65);
+        assert!(
+            out.stderr.contains(&name),
+            "{what}: the message names the backup: {}",
+            out.stderr
+        );
+        run(w.ops().args([
+            "restore",
+            &name,
+            "--target-database-url",
+            &restore_target.url,
+        ]))
+        .expect_code(65);
+        assert_eq!(
+            restore_target.int("select count(*)::int8 from pg_tables where schemaname = 'public'"),
+            0,
+            "{what}: nothing restored"
+        );
+        std::fs::write(path, original).expect("restore pristine file");
+    }
+    run(w.ops().args(["verify", "--all"])).expect_code(0);
+}
+
+#[test]
+fn a_wrong_backup_key_is_77_and_a_missing_backup_66() {
+    let w = world();
+    let name = backup(&w)["backup"].as_str().expect("name").to_string();
+    std::fs::write(w.path("keys/backup.key"), [9u8; 32]).expect("replace key");
+    run(w.ops().args(["verify", &name]))
+        .expect_code(77)
+        .stderr_has("backup key");
+    run(w.ops().args(["verify", "ransomeye_20200101T000000Z"])).expect_code(66);
+}
+
+#[test]
+fn restore_refuses_a_non_empty_target_unless_clean_and_existing_files_unless_yes() {
+    let w = world();
+    let name = backup(&w)["backup"].as_str().expect("name").to_string();
+    let target = TestDb::new(); // has the schema's tables
+    run(w
+        .ops()
+        .args(["restore", &name, "--target-database-url", &target.url]))
+    .expect_code(73)
+    .stderr_has("--clean");
+    run(w.ops().args([
+        "restore",
+        &name,
+        "--clean",
+        "--target-database-url",
+        &target.url,
+    ]))
+    .expect_code(0);
+    assert_eq!(data_digest(&target), data_digest(w.db()));
+
+    let files_to = w.path("restored");
+    let empty = TestDb::empty();
+    run(w
+        .ops()
+        .args([
+            "restore",
+            &name,
+            "--target-database-url",
+            &empty.url,
+            "--files-to",
+        ])
+        .arg(&files_to))
+    .expect_code(0);
+    let again = TestDb::empty();
+    run(w
+        .ops()
+        .args([
+            "restore",
+            &name,
+            "--target-database-url",
+            &again.url,
+            "--files-to",
+        ])
+        .arg(&files_to))
+    .expect_code(73)
+    .stderr_has("--yes");
+    assert_eq!(
+        again.int("select count(*)::int8 from pg_tables where schemaname = 'public'"),
+        0
+    );
+}
+
+#[test]
+fn services_are_stopped_before_and_started_after_even_a_failed_restore() {
+    let w = world();
+    let name = backup(&w)["backup"].as_str().expect("name").to_string();
+    let log = w.path("services.log");
+    w.edit_config(|text| {
+        format!(
+            "{text}\n[services]\nstop = [\"echo stop >> {l}\"]\nstart = [\"echo start >> {l}\"]\n",
+            l = log.display()
+        )
+    });
+    let target = TestDb::empty();
+    run(w
+        .ops()
+        .args(["restore", &name, "--target-database-url", &target.url]))
+    .expect_code(0);
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "stop\nstart\n");
+
+    // pg_restore fails (the target has a conflicting table; --clean would drop it, but it is
+    // a view here, so the restore errors out): services still start again.
+    std::fs::remove_file(&log).expect("rm");
+    let busy = TestDb::empty();
+    busy.execute("create view audit_logs as select 1 as id");
+    run(w.ops().args([
+        "restore",
+        &name,
+        "--clean",
+        "--target-database-url",
+        &busy.url,
+    ]))
+    .expect_code(65);
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "stop\nstart\n");
+}
+
+#[test]
+fn drill_restores_into_a_scratch_database_checks_it_and_drops_it() {
+    let w = world();
+    run(w.ops().arg("drill")).expect_code(66);
+    backup(&w);
+    let scratch = || {
+        w.db()
+            .int("select count(*)::int8 from pg_database where datname like 'ransomeye_drill_%'")
+    };
+    let before = scratch();
+    let out = run(w.ops().args(["--json", "drill"]));
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(report["status"], "passed");
+    assert!(report["rto_ms"].as_f64().expect("rto") > 0.0);
+    assert_eq!(report["outcome"]["intel_digest_matches"], true);
+    assert_eq!(scratch(), before, "the scratch database is dropped");
+
+    let busy = TestDb::new();
+    run(w.ops().args(["drill", "--target-database-url", &busy.url])).expect_code(73);
+}
+
+#[test]
+fn retention_keeps_the_newest_n() {
+    let w = world();
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        names.push(backup(&w)["backup"].as_str().expect("name").to_string());
+    }
+    let report = {
+        let out = run(w.ops().args(["--json", "backup", "--keep", "2"]));
+        out.expect_code(0);
+        out.json()
+    };
+    // Kept: the newest two (the third and the new one), plus the first, which holds the
+    // artifacts every later backup references. The second holds nothing anyone needs.
+    let left = backups(&w);
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(
+        left.contains(&names[0]) && left.contains(&names[2]),
+        "{left:?}"
+    );
+    assert!(!left.contains(&names[1]), "{left:?}");
+    assert_eq!(report["deleted"], serde_json::json!([names[1]]));
+}
+
+#[test]
+fn bad_input_fails_clearly_and_leaves_no_file() {
+    let w = world();
+    // Another backup holds the lock: 75.
+    std::fs::write(w.path("backups/.backup.lock"), b"pid 4242 on testhost\n").expect("write");
+    let lock = std::fs::File::open(w.path("backups/.backup.lock")).expect("open");
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map(|held| {
+            run(w.ops().arg("backup"))
+                .expect_code(75)
+                .stderr_has("pid 4242");
+            drop(held);
+        })
+        .expect("lock");
+    // pg_dump not where [backup] pg_bin_dir says: 69 with the fix.
+    let empty_bin = w.path("no-pg-bin");
+    std::fs::create_dir_all(&empty_bin).expect("mkdir");
+    w.edit_config(|t| {
+        t.replace(
+            "[backup]\n",
+            &format!(
+                "[backup]\npg_bin_dir = {:?}\n",
+                empty_bin.display().to_string()
+            ),
+        )
+    });
+    run(w.ops().arg("backup"))
+        .expect_code(69)
+        .stderr_has("pg_dump");
+    w.edit_config(|t| {
+        t.replace(
+            &format!("pg_bin_dir = {:?}\n", empty_bin.display().to_string()),
+            "",
+        )
+    });
+    // Backup dir missing: 73.
+    std::fs::rename(w.path("backups"), w.path("backups.away")).expect("rename");
+    run(w.ops().arg("backup"))
+        .expect_code(73)
+        .stderr_has("[backup] dir");
+    std::fs::rename(w.path("backups.away"), w.path("backups")).expect("rename");
+    // A role that may not read a table: pg_dump fails, no file appears.
+    w.db().execute(&format!(
+        "do $$ begin if not exists (select 1 from pg_roles where rolname = 'ransomeye_limited') then \
+           create role ransomeye_limited login; end if; end $$; \
+         grant connect on database {} to ransomeye_limited; \
+         revoke all on audit_logs from ransomeye_limited;",
+        w.db().name
+    ));
+    let limited = w.db().url.replacen("postgres@", "ransomeye_limited@", 1);
+    assert_ne!(limited, w.db().url, "test needs a URL with a user part");
+    let out = run(w
+        .ops()
+        .env("RANSOMEYE_DATABASE_URL", &limited)
+        .arg("backup"));
+    assert_ne!(out.code, 0);
+    assert!(backups(&w).is_empty());
+    assert!(
+        w.list("backups")
+            .iter()
+            .all(|n| n.starts_with(".backup.lock")),
+        "no data file, no temp file: {:?}",
+        w.list("backups")
+    );
+    // Database down: 69.
+    w.edit_config(|t| {
+        let start = t.find("url = \"postgres").expect("db url");
+        let end = start + t[start..].find('\n').expect("eol");
+        format!(
+            "{}url = \"postgres://postgres@127.0.0.1:1/x\"{}",
+            &t[..start],
+            &t[end..]
+        )
+    });
+    run(w.ops().arg("backup")).expect_code(69);
+}
+
+#[test]
+fn disk_full_exits_74_keeps_older_backups_and_leaves_no_partial_file() {
+    let w = world();
+    let mounted = w.path("backups");
+    let _disk = SmallDisk::mount(&mounted, "1m");
+    // A first backup fits (the artifact compresses to almost nothing)...
+    w.db().execute("truncate audit_logs");
+    let first = backup(&w)["backup"].as_str().expect("name").to_string();
+    // ...the second cannot: incompressible rows.
+    w.db().execute(
+        "insert into audit_logs (created_at, details) \
+         select now(), jsonb_build_object('r', md5(g::text) || md5((g * 7)::text)) from generate_series(1, 40000) g",
+    );
+    run(w.ops().arg("backup"))
+        .expect_code(74)
+        .stderr_has("No space left");
+    assert_eq!(backups(&w), std::slice::from_ref(&first));
+    assert!(
+        w.list("backups").iter().all(|n| !n.contains(".tmp-")),
+        "{:?}",
+        w.list("backups")
+    );
+    run(w.ops().args(["verify", &first])).expect_code(0);
+}
+
+#[test]
+fn sigkill_during_backup_leaves_only_verifiable_backups_and_the_next_one_succeeds() {
+    // The long version is scripts/crash-backup; this is the handful.
+    for delay_ms in [0u64, 30, 60, 120, 240] {
+        let w = world();
+        let mut child = w
+            .ops()
+            .arg("backup")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // The kill moment is the experiment's variable, not a synchronisation.
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().expect("wait");
+        for name in backups(&w) {
+            run(w.ops().args(["verify", &name])).expect_code(0);
+        }
+        run(w.ops().arg("backup")).expect_code(0);
+        run(w.ops().args(["verify", "--all"])).expect_code(0);
+        let left = w.list("backups");
+        let data_files = left.iter().filter(|n| n.ends_with(".enc")).count();
+        assert_eq!(
+            data_files,
+            2 * backups(&w).len(),
+            "leftovers removed: {left:?}"
+        );
+    }
+}
