@@ -12,3 +12,15 @@ pub fn hit(name: &str) {
     #[cfg(not(debug_assertions))]
     let _ = name;
 }
+
+/// Whether the failpoint `name` is armed (debug builds only), for faults that are injected
+/// rather than crashed into (e.g. damaging a file the run just wrote).
+pub fn armed(name: &str) -> bool {
+    #[cfg(debug_assertions)]
+    return std::env::var("RANSOMEYE_FAILPOINT").is_ok_and(|v| v == name);
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = name;
+        false
+    }
+}

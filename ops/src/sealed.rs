@@ -21,7 +21,8 @@ use crate::error::{Exit, OpsError};
 /// Counts and hashes bytes passing through a writer or reader.
 pub struct Hashing<T> {
     inner: T,
-    hash: digest::Context,
+    /// `None`: count only (another thread hashes the same bytes).
+    hash: Option<digest::Context>,
     bytes: u64,
 }
 
@@ -30,22 +31,42 @@ impl<T> Hashing<T> {
     pub fn new(inner: T) -> Self {
         Hashing {
             inner,
-            hash: digest::Context::new(&digest::SHA256),
+            hash: Some(digest::Context::new(&digest::SHA256)),
             bytes: 0,
         }
     }
 
-    /// The inner value, the byte count and the hex SHA-256 of what passed.
+    /// Wraps `inner`, counting bytes without hashing them.
+    pub fn counting(inner: T) -> Self {
+        Hashing {
+            inner,
+            hash: None,
+            bytes: 0,
+        }
+    }
+
+    fn pass(&mut self, bytes: &[u8]) {
+        if let Some(hash) = self.hash.as_mut() {
+            hash.update(bytes);
+        }
+        self.bytes += bytes.len() as u64;
+    }
+
+    /// The inner value, the byte count and the hex SHA-256 of what passed (empty when only
+    /// counting).
     pub fn finish(self) -> (T, u64, String) {
-        (self.inner, self.bytes, hex::encode(self.hash.finish()))
+        let hex = self
+            .hash
+            .map(|h| hex::encode(h.finish()))
+            .unwrap_or_default();
+        (self.inner, self.bytes, hex)
     }
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
+        self.pass(&buf[..n]);
         Ok(n)
     }
 
@@ -57,14 +78,13 @@ impl<W: Write> Write for Hashing<W> {
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
+        self.pass(&buf[..n]);
         Ok(n)
     }
 }
 
 /// Sizes and digests of a sealed file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digests {
     /// Bytes of plaintext (before compression).
     pub plaintext_bytes: u64,
@@ -158,13 +178,25 @@ impl SealedReader {
     /// Opens `path` and checks its header against `key` (wrong key: exit 77; not a sealed
     /// file: 65).
     pub fn open(path: &Path, key: &SymmetricKey) -> Result<SealedReader, OpsError> {
+        SealedReader::open_with(path, key, true)
+    }
+
+    fn open_with(
+        path: &Path,
+        key: &SymmetricKey,
+        hash_plaintext: bool,
+    ) -> Result<SealedReader, OpsError> {
         let file = File::open(path).map_err(PathError::at(FileAction::Open, path))?;
         let envelope =
             EnvelopeReader::open(Hashing::new(file), key).map_err(|e| OpsError::stream(path, e))?;
         let zstd =
             zstd::stream::read::Decoder::new(envelope).map_err(|e| OpsError::stream(path, e))?;
         Ok(SealedReader {
-            plain: Hashing::new(zstd),
+            plain: if hash_plaintext {
+                Hashing::new(zstd)
+            } else {
+                Hashing::counting(zstd)
+            },
             path: path.to_path_buf(),
         })
     }
@@ -212,6 +244,81 @@ impl Read for SealedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.plain.read(buf)
     }
+}
+
+/// Plaintext bytes handed from the decoding thread to the caller at a time.
+pub const STREAM_CHUNK: usize = 256 * 1024;
+
+/// Reads a sealed file completely on two threads and hands its plaintext to `on_chunk` in
+/// chunks of [`STREAM_CHUNK`] bytes (the last may be shorter): a scoped thread reads, hashes,
+/// decrypts and decompresses the file while the caller's thread hashes the plaintext and runs
+/// `on_chunk`, so that reading costs about the slower half rather than the sum.
+///
+/// Every chunk was authenticated before `on_chunk` sees it, but the file as a whole is only
+/// known to be complete and unmodified when this returns `Ok`. An error from `on_chunk` stops
+/// the decoder and is returned; a decoding error is returned in preference to anything
+/// `on_chunk` made of the early end.
+pub fn stream(
+    path: &Path,
+    key: &SymmetricKey,
+    mut on_chunk: impl FnMut(&[u8]) -> Result<(), OpsError>,
+) -> Result<Digests, OpsError> {
+    let reader = SealedReader::open_with(path, key, false)?;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || decode_chunks(reader, full_tx, empty_rx));
+        let mut hash = digest::Context::new(&digest::SHA256);
+        let mut consumed = Ok(());
+        for chunk in full_rx {
+            hash.update(&chunk);
+            consumed = on_chunk(&chunk);
+            if consumed.is_err() {
+                break; // dropping the receiver stops the decoder
+            }
+            // The decoder may have finished; a closed channel is not an error here.
+            let _ = empty_tx.send(chunk);
+        }
+        let decoded = decoder
+            .join()
+            .map_err(|_| OpsError::new(Exit::Software, "the decoding thread panicked"))?;
+        consumed?;
+        let mut digests = decoded?;
+        digests.plaintext_sha256 = hex::encode(hash.finish());
+        Ok(digests)
+    })
+}
+
+/// The decoding half of [`stream`]: plaintext chunks sent to `full`, reusing buffers that come
+/// back on `empty`. Returns the digests without the plaintext hash.
+fn decode_chunks(
+    mut reader: SealedReader,
+    full: std::sync::mpsc::SyncSender<Vec<u8>>,
+    empty: std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<Digests, OpsError> {
+    loop {
+        let mut chunk = empty.try_recv().unwrap_or_default();
+        chunk.resize(STREAM_CHUNK, 0);
+        let mut filled = 0;
+        while filled < STREAM_CHUNK {
+            match reader.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(reader.error(e)),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        chunk.truncate(filled);
+        if full.send(chunk).is_err() {
+            // The caller stopped: its error is the one to report.
+            return Ok(Digests::default());
+        }
+    }
+    drop(full);
+    reader.finish()
 }
 
 /// An error while decoding: tampering (envelope), a broken zstd stream, or I/O.

@@ -598,3 +598,57 @@ fn sigkill_during_backup_leaves_only_verifiable_backups_and_the_next_one_succeed
         );
     }
 }
+
+#[test]
+fn a_new_backup_that_does_not_read_back_is_removed_and_older_ones_stay() {
+    let w = world();
+    let first = backup(&w)["backup"].as_str().expect("name").to_string();
+    let out = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "backup-damage-before-verify")
+        .arg("backup"));
+    out.expect_code(65).stderr_has("was removed");
+    assert_eq!(backups(&w), std::slice::from_ref(&first));
+    assert!(
+        w.list("backups")
+            .iter()
+            .all(|n| n.starts_with(&first) || n.starts_with(".backup.lock")),
+        "{:?}",
+        w.list("backups")
+    );
+    run(w.ops().args(["verify", "--all"])).expect_code(0);
+}
+
+#[test]
+fn data_files_without_a_manifest_are_not_a_backup_and_the_next_run_removes_them() {
+    let w = world();
+    let out = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "backup-before-manifest")
+        .arg("backup"));
+    assert_ne!(out.code, 0, "the failpoint aborts the run");
+    let leftover: Vec<String> = w
+        .list("backups")
+        .into_iter()
+        .filter(|n| n.ends_with(".enc") && !n.starts_with('.'))
+        .collect();
+    assert_eq!(
+        leftover.len(),
+        1,
+        "the dump was committed, the manifest not: {leftover:?}"
+    );
+    assert!(backups(&w).is_empty());
+    run(w.ops().args(["verify", &leftover[0]]))
+        .expect_code(65)
+        .stderr_has("interrupted backup");
+    run(w.ops().args(["verify", "--all"])).expect_code(0);
+    run(w.ops().arg("backup")).expect_code(0);
+    // The new backup may reuse the name (same second); either way every data file now belongs
+    // to a backup with a manifest.
+    let names = backups(&w);
+    assert_eq!(names.len(), 1);
+    for n in w.list("backups").iter().filter(|n| n.ends_with(".enc")) {
+        assert!(n.starts_with(&names[0]), "leftover {n} not removed");
+    }
+    assert!(w.list("backups").iter().all(|n| !n.contains(".tmp-")));
+}

@@ -209,7 +209,18 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
 
         let phase = Instant::now();
         let tools = check::Tools::new(job.pg_bin_dir.clone());
-        check::verify(&paths, &job.backup_key, &job.trust_public_key, &tools)?;
+        if crate::failpoint::armed("backup-damage-before-verify") {
+            damage_for_test(&paths.dump)?;
+        }
+        if let Err(e) = check::verify(&paths, &job.backup_key, &job.trust_public_key, &tools) {
+            // A backup that does not read back is not a backup: unmake it (manifest first) so
+            // that nothing relies on it, retention least of all.
+            remove_backup(&job.dir, &paths)?;
+            return Err(e.hint(format!(
+                "the new backup {} failed its own verification and was removed; older backups are untouched. Check the disk (dmesg) and rerun",
+                paths.name
+            )));
+        }
         report.phases_ms.verify = elapsed_ms(phase);
 
         let phase = Instant::now();
@@ -602,18 +613,35 @@ fn apply_retention(job: &Job, newest: &str) -> Result<(Vec<String>, Vec<String>)
         if referenced.contains(paths.name.as_str()) {
             continue;
         }
-        // Manifest first: from that moment the rest are leftovers, never a half backup.
-        for path in [&paths.manifest, &paths.dump, &paths.files] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(PathError::new(FileAction::Remove, path, e).into()),
-            }
-        }
-        ransomeye_kernel::atomic_file::sync_dir(&job.dir)?;
+        remove_backup(&job.dir, paths)?;
         deleted.push(paths.name.clone());
     }
     Ok((deleted, unverified))
+}
+
+/// Flips one byte in the middle of `path` (the `backup-damage-before-verify` failpoint: a disk
+/// that corrupts what it was given).
+fn damage_for_test(path: &Path) -> Result<(), OpsError> {
+    let mut bytes = std::fs::read(path).map_err(PathError::at(FileAction::Read, path))?;
+    let middle = bytes.len() / 2;
+    if let Some(b) = bytes.get_mut(middle) {
+        *b ^= 0x40;
+    }
+    std::fs::write(path, bytes).map_err(PathError::at(FileAction::Write, path))?;
+    Ok(())
+}
+
+/// Deletes a backup: the manifest first (from that moment the rest are leftovers the next run
+/// removes, never a half backup), then its data files, then makes that durable.
+fn remove_backup(dir: &Path, paths: &Paths) -> Result<(), OpsError> {
+    for path in [&paths.manifest, &paths.dump, &paths.files] {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(PathError::new(FileAction::Remove, path, e).into()),
+        }
+    }
+    Ok(ransomeye_kernel::atomic_file::sync_dir(dir)?)
 }
 
 fn print_report(ctx: &Context, r: &Report) -> Result<(), OpsError> {

@@ -1,11 +1,13 @@
 //! `restore`: a verified backup back into a database, and its files into a directory.
 //!
-//! [`run`] reads as the procedure: verify the backup completely → refuse a non-empty target
-//! (unless `--clean`) and existing files (unless `--yes`) → stop services → stream decrypt →
-//! `pg_restore` (one transaction: a failure leaves the target as it was) → restore files,
-//! following the incremental chain → compare row counts and the intel graph digest with the
-//! manifest → start services, also after a failure. Every refusal comes before anything
-//! changes. `drill` uses the same [`restore`] without services or files.
+//! [`run`] reads as the procedure: verify the manifest and the file bundle completely → refuse
+//! a non-empty target (unless `--clean`) and existing files (unless `--yes`) → stop services →
+//! stream decrypt → `pg_restore` (one transaction: a failure leaves the target as it was), the
+//! dump verified as it streams and its last bytes held back until all of it checked out →
+//! restore files, following the incremental chain → compare row counts and the intel graph
+//! digest with the manifest → start services, also after a failure. Every refusal comes before
+//! anything changes, and a damaged dump restores nothing. `drill` uses the same [`restore`]
+//! without services or files.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -123,7 +125,12 @@ pub(crate) fn mismatch_error(outcome: &Outcome) -> Result<(), OpsError> {
 pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     let mut outcome = Outcome::default();
     let phase = Instant::now();
-    let manifest = check::verify(&plan.paths, plan.key, &plan.trust_public_key, &plan.tools)?;
+    // Everything but the dump is verified completely here; the dump is verified as it streams
+    // into pg_restore, which cannot commit before the whole file checked out (see
+    // `check::pipe_dump`), so a damaged backup restores nothing and is read only once.
+    let manifest = check::quick(&plan.paths, &plan.trust_public_key)?;
+    check::check_key(&plan.paths, &manifest, plan.key)?;
+    check::verify_bundle(&plan.paths, &manifest, plan.key, &plan.trust_public_key)?;
     outcome.verify_ms = elapsed_ms(phase);
     outcome.backup = manifest.body.name.clone();
     outcome.snapshot_time = manifest.body.snapshot_time.clone();
@@ -159,7 +166,7 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
         outcome.restore_ms = elapsed_ms(phase);
 
         let phase = Instant::now();
-        compare(&mut target, &manifest, &mut outcome).await?;
+        compare(&mut target, &plan.target_url, &manifest, &mut outcome).await?;
         outcome.compare_ms = elapsed_ms(phase);
         Ok::<(), OpsError>(())
     }
@@ -325,10 +332,19 @@ fn write_file(
 /// Every table's row count and the intel graph digest, against the manifest.
 async fn compare(
     conn: &mut sqlx::PgConnection,
+    url: &str,
     manifest: &Manifest,
     outcome: &mut Outcome,
 ) -> Result<(), OpsError> {
-    let counts = count_rows(conn).await?;
+    // Counting and the graph digest each take a while: two connections, side by side.
+    let graph = async {
+        let mut second = db::connect(url, "restore").await?;
+        ransomeye_intel::digest(&mut second)
+            .await
+            .map_err(|e| intel_error(e, "computing the restored intel graph's digest"))
+    };
+    let (counts, digest) = tokio::join!(count_rows(conn), graph);
+    let (counts, digest) = (counts?, digest?);
     for (table, expected) in &manifest.body.tables {
         match counts.get(table) {
             Some(n) if n == expected => {}
@@ -340,9 +356,6 @@ async fn compare(
     }
     outcome.tables_checked = manifest.body.tables.len();
     outcome.rows = manifest.body.tables.values().sum();
-    let digest = ransomeye_intel::digest(conn)
-        .await
-        .map_err(|e| intel_error(e, "computing the restored intel graph's digest"))?;
     outcome.intel_digest_matches = digest == manifest.body.intel;
     if !outcome.intel_digest_matches {
         outcome.mismatches.push(format!(

@@ -1,104 +1,26 @@
 //! Reading an archive back as JSON lines (archives are [`crate::sealed`] files of JSON Lines).
 
-use std::io::{self, Read};
 use std::path::Path;
-use std::sync::mpsc;
 
 use ransomeye_kernel::keys::SymmetricKey;
-use ring::digest;
 
 use crate::error::{Exit, OpsError};
-use crate::sealed::{Digests, SealedReader};
-
-/// Plaintext bytes handed from the decoding thread to the line splitter at a time.
-const READ_CHUNK: usize = 256 * 1024;
+use crate::sealed::{self, Digests};
 
 /// Reads an archive file back in full: every byte authenticated, decompressed, hashed; calls
 /// `on_line` for each JSON line (without its newline). Returns the digests and the row count.
-///
-/// Two threads share the work so that reading back costs about the slower half rather than the
-/// sum: a scoped thread reads, hashes, decrypts and decompresses the file ([`decode`]) while
-/// this one hashes the plaintext and splits it into lines ([`split_lines`]).
+/// Decoding and line splitting run on two threads ([`sealed::stream`]).
 pub fn read_back(
     path: &Path,
     key: &SymmetricKey,
     mut on_line: impl FnMut(&[u8]) -> Result<(), OpsError>,
 ) -> Result<(Digests, u64), OpsError> {
-    let reader = SealedReader::open(path, key)?;
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(4);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || decode(reader, full_tx, empty_rx));
-        let split = split_lines(path, full_rx, empty_tx, &mut on_line);
-        let decoded = decoder
-            .join()
-            .map_err(|_| OpsError::new(Exit::Software, "the archive decoding thread panicked"))?;
-        // A decoding error explains an early end of the plaintext better than the splitter
-        // can, so it comes first. A caller's error makes the decoder stop quietly (`Ok`).
-        let (file_bytes, file_sha256) = decoded?;
-        let (plaintext_bytes, plaintext_sha256, rows) = split?;
-        Ok((
-            Digests {
-                plaintext_bytes,
-                plaintext_sha256,
-                file_bytes,
-                file_sha256,
-            },
-            rows,
-        ))
-    })
-}
-
-/// The decoding half of [`read_back`]: file → SHA-256 → envelope → zstd → plaintext chunks
-/// sent to `full`, reusing buffers that come back on `empty`. Returns the file's size and hash.
-fn decode(
-    mut reader: SealedReader,
-    full: mpsc::SyncSender<Vec<u8>>,
-    empty: mpsc::Receiver<Vec<u8>>,
-) -> Result<(u64, String), OpsError> {
-    loop {
-        let mut chunk = empty.try_recv().unwrap_or_default();
-        chunk.resize(READ_CHUNK, 0);
-        let mut filled = 0;
-        while filled < READ_CHUNK {
-            match reader.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(reader.error(e)),
-            }
-        }
-        if filled == 0 {
-            break;
-        }
-        chunk.truncate(filled);
-        if full.send(chunk).is_err() {
-            // The splitter stopped (its caller failed): its error is the one to report.
-            return Ok((0, String::new()));
-        }
-    }
-    drop(full);
-    let digests = reader.finish()?;
-    Ok((digests.file_bytes, digests.file_sha256))
-}
-
-/// The line half of [`read_back`]: hashes the plaintext chunks and calls `on_line` for each
-/// complete line. Returns the plaintext's size, hash and line count.
-fn split_lines(
-    path: &Path,
-    full: mpsc::Receiver<Vec<u8>>,
-    empty: mpsc::Sender<Vec<u8>>,
-    on_line: &mut impl FnMut(&[u8]) -> Result<(), OpsError>,
-) -> Result<(u64, String, u64), OpsError> {
-    let mut hash = digest::Context::new(&digest::SHA256);
-    let (mut bytes, mut rows) = (0u64, 0u64);
+    let mut rows = 0u64;
     // A line split across chunks is gathered here.
     let mut partial = Vec::new();
-    for chunk in full {
-        hash.update(&chunk);
-        bytes += chunk.len() as u64;
+    let digests = sealed::stream(path, key, |chunk| {
         let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', &chunk) {
+        for end in memchr::memchr_iter(b'\n', chunk) {
             rows += 1;
             if partial.is_empty() {
                 on_line(&chunk[start..end])?;
@@ -110,9 +32,8 @@ fn split_lines(
             start = end + 1;
         }
         partial.extend_from_slice(&chunk[start..]);
-        // The decoder may have finished; a closed channel is not an error here.
-        let _ = empty.send(chunk);
-    }
+        Ok(())
+    })?;
     if !partial.is_empty() {
         return Err(OpsError::new(
             Exit::Data,
@@ -122,7 +43,7 @@ fn split_lines(
             ),
         ));
     }
-    Ok((bytes, hex::encode(hash.finish()), rows))
+    Ok((digests, rows))
 }
 
 #[cfg(test)]
@@ -131,6 +52,7 @@ mod tests {
     use crate::sealed::SealedWriter;
     use ransomeye_kernel::envelope::Purpose;
     use ransomeye_kernel::keys::KeyPurpose;
+    use ring::digest;
     use std::path::PathBuf;
 
     fn key() -> SymmetricKey {
@@ -150,7 +72,7 @@ mod tests {
     fn lines_spanning_chunks_come_back_whole_and_hashed() {
         let dir = tempfile::tempdir().expect("tempdir");
         // Lines longer than a read chunk, and many short ones, so lines cross chunk borders.
-        let long = "x".repeat(READ_CHUNK + 17);
+        let long = "x".repeat(sealed::STREAM_CHUNK + 17);
         let mut plaintext = String::new();
         for i in 0..50_000 {
             plaintext.push_str(&format!("{{\"id\":{i}}}\n"));

@@ -7,7 +7,7 @@
 //! the intel graph export checked for integrity and against the manifest's digest; entries
 //! stored in older backups present in those backups' manifests.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -17,7 +17,7 @@ use super::bundle;
 use super::manifest::{self, Kind, Manifest, Paths, SealedFile};
 use crate::error::{Exit, OpsError};
 use crate::pg_tools::{parse_major, PgTool, StderrTail};
-use crate::sealed::{Digests, SealedReader};
+use crate::sealed::{stream, Digests, SealedReader};
 
 /// Where to find pg_restore.
 #[derive(Debug, Clone, Default)]
@@ -154,8 +154,15 @@ pub fn verify(
     let pg_restore = tools.pg_restore(&m.body.pg_dump_version)?;
     let mut list = pg_restore.command();
     list.arg("--list");
-    pipe_dump(paths, &m, key, list, Stdio::null())?;
-    verify_bundle(paths, &m, key, trust_public_key)?;
+    // The bundle is read beside the dump, which takes most of the time.
+    std::thread::scope(|scope| {
+        let bundle = scope.spawn(|| verify_bundle(paths, &m, key, trust_public_key));
+        let dump = pipe_dump(paths, &m, key, list, Stdio::null());
+        let bundle = bundle
+            .join()
+            .map_err(|_| OpsError::new(Exit::Software, "the bundle check panicked"))?;
+        dump.and(bundle)
+    })?;
     Ok(m)
 }
 
@@ -176,9 +183,11 @@ pub fn check_key(paths: &Paths, m: &Manifest, key: &SymmetricKey) -> Result<(), 
     Ok(())
 }
 
-/// Streams the decrypted dump into `cmd` (a pg_restore reading stdin), checking the dump
-/// against the manifest on the way. Any decrypt failure, a pg_restore failure, or a digest
-/// mismatch is an error; pg_restore's stdout goes to `stdout`.
+/// Streams the decrypted dump into `cmd` (a pg_restore reading stdin) while checking it
+/// against the manifest. The last chunk of the dump is held back until the whole file has been
+/// authenticated and its digests matched the manifest: pg_restore cannot finish (nor, with
+/// `--single-transaction`, commit) before it has the last byte, so a damaged or truncated dump
+/// never gets restored. On any failure pg_restore is killed before it sees the end of its input.
 pub fn pipe_dump(
     paths: &Paths,
     m: &Manifest,
@@ -187,7 +196,6 @@ pub fn pipe_dump(
     stdout: Stdio,
 ) -> Result<(), OpsError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut reader = SealedReader::open(&paths.dump, key)?;
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(stdout)
@@ -195,36 +203,35 @@ pub fn pipe_dump(
         .spawn()
         .map_err(|e| OpsError::new(Exit::Unavailable, format!("cannot start {program}: {e}")))?;
     let stderr = StderrTail::start(&mut child);
-    let stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| OpsError::new(Exit::Software, "pg_restore has no stdin"))?;
     // pg_restore may stop reading before the end (`--list` reads only the table of contents);
-    // the rest is still read, authenticated and hashed here.
-    let mut stdin = Some(stdin);
-    let mut buf = vec![0u8; 256 * 1024];
-    let fed: Result<(), OpsError> = loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(reader.error(e)),
-        };
+    // the rest is still read, authenticated and hashed.
+    let mut stdin = child.stdin.take();
+    let mut feed = |bytes: &[u8]| {
         if let Some(pipe) = stdin.as_mut() {
-            if pipe.write_all(&buf[..n]).is_err() {
+            if pipe.write_all(bytes).is_err() {
                 stdin = None;
             }
         }
     };
-    drop(stdin);
-    if fed.is_err() {
-        // The dump is damaged: whatever pg_restore did with the first part must not finish.
-        let _ = child.kill();
+    let mut held: Vec<u8> = Vec::new();
+    let checked = stream(&paths.dump, key, |chunk| {
+        feed(&held);
+        held.clear();
+        held.extend_from_slice(chunk);
+        Ok(())
+    })
+    .and_then(|digests| compare_sealed(&paths.dump, &m.body.dump, &digests));
+    match checked {
+        Ok(()) => feed(&held),
+        // Damaged: pg_restore must die before it sees the end of its input.
+        Err(_) => {
+            let _ = child.kill();
+        }
     }
+    drop(stdin);
     let status = child.wait();
     let message = stderr.finish();
-    // A decrypt or decompress failure explains everything that follows.
-    fed?;
+    checked?;
     let status = status
         .map_err(|e| OpsError::new(Exit::Software, format!("waiting for {program} failed: {e}")))?;
     if !status.success() {
@@ -241,12 +248,11 @@ pub fn pipe_dump(
             ),
         ));
     }
-    let digests = reader.finish()?;
-    compare_sealed(&paths.dump, &m.body.dump, &digests)
+    Ok(())
 }
 
 /// Reads the whole bundle: tar entries against the manifest, the intel export checked.
-fn verify_bundle(
+pub fn verify_bundle(
     paths: &Paths,
     m: &Manifest,
     key: &SymmetricKey,
