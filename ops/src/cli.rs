@@ -137,10 +137,10 @@ Touches nothing.",
     /// Restore a backup into a database (and its files into a directory)
     #[command(
         long_about = "\
-Restore a backup: verify its manifest and file bundle completely; refuse a target database that has tables
-unless --clean; run [services] stop; stream decrypt -> pg_restore (stdin, --exit-on-error,
---single-transaction), verifying the dump as it streams and holding its last bytes back until all of it
-checked out, so a damaged dump restores nothing and a failed restore leaves the target as it was; restore files under --files-to (following the incremental chain for artifacts;
+Restore a backup: check its manifest; refuse a target database that has tables unless --clean; run
+[services] stop; stream decrypt -> pg_restore (stdin, --exit-on-error, --single-transaction), verifying the
+dump as it streams and the file bundle beside it, and holding the dump's last bytes back until both checked
+out, so a damaged backup restores nothing and a failed restore leaves the target as it was; restore files under --files-to (following the incremental chain for artifacts;
 existing files are only replaced with --yes); compare every table's row count and the intel graph digest with
 the manifest; run [services] start, also when the restore failed.
 

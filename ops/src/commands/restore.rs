@@ -1,9 +1,9 @@
 //! `restore`: a verified backup back into a database, and its files into a directory.
 //!
-//! [`run`] reads as the procedure: verify the manifest and the file bundle completely → refuse
-//! a non-empty target (unless `--clean`) and existing files (unless `--yes`) → stop services →
-//! stream decrypt → `pg_restore` (one transaction: a failure leaves the target as it was), the
-//! dump verified as it streams and its last bytes held back until all of it checked out →
+//! [`run`] reads as the procedure: check the manifest → refuse a non-empty target (unless
+//! `--clean`) and existing files (unless `--yes`) → stop services → stream decrypt →
+//! `pg_restore` (one transaction: a failure leaves the target as it was), the dump verified as
+//! it streams and the bundle beside it, the dump's last bytes held back until both checked out →
 //! restore files, following the incremental chain → compare row counts and the intel graph
 //! digest with the manifest → start services, also after a failure. Every refusal comes before
 //! anything changes, and a damaged dump restores nothing. `drill` uses the same [`restore`]
@@ -125,12 +125,12 @@ pub(crate) fn mismatch_error(outcome: &Outcome) -> Result<(), OpsError> {
 pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     let mut outcome = Outcome::default();
     let phase = Instant::now();
-    // Everything but the dump is verified completely here; the dump is verified as it streams
-    // into pg_restore, which cannot commit before the whole file checked out (see
-    // `check::pipe_dump`), so a damaged backup restores nothing and is read only once.
+    // The manifest is checked here; the dump is verified as it streams into pg_restore and the
+    // bundle beside it, and pg_restore gets the dump's last bytes (without which it can neither
+    // finish nor commit) only once both checked out (see `check::pipe_dump`). So a damaged
+    // backup restores nothing, and each file is read once.
     let manifest = check::quick(&plan.paths, &plan.trust_public_key)?;
     check::check_key(&plan.paths, &manifest, plan.key)?;
-    check::verify_bundle(&plan.paths, &manifest, plan.key, &plan.trust_public_key)?;
     outcome.verify_ms = elapsed_ms(phase);
     outcome.backup = manifest.body.name.clone();
     outcome.snapshot_time = manifest.body.snapshot_time.clone();
@@ -161,7 +161,24 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
         if plan.clean {
             cmd.args(["--clean", "--if-exists"]);
         }
-        check::pipe_dump(&plan.paths, &manifest, plan.key, cmd, Stdio::null())?;
+        std::thread::scope(|scope| {
+            let bundle = scope.spawn(|| {
+                check::verify_bundle(&plan.paths, &manifest, plan.key, &plan.trust_public_key)
+            });
+            let release = || {
+                bundle
+                    .join()
+                    .map_err(|_| OpsError::new(Exit::Software, "the bundle check panicked"))?
+            };
+            check::pipe_dump(
+                &plan.paths,
+                &manifest,
+                plan.key,
+                cmd,
+                Stdio::null(),
+                release,
+            )
+        })?;
         outcome.files_restored = restore_files(&plan.paths, &manifest, plan, &files)?;
         outcome.restore_ms = elapsed_ms(phase);
 

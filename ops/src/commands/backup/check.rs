@@ -157,7 +157,7 @@ pub fn verify(
     // The bundle is read beside the dump, which takes most of the time.
     std::thread::scope(|scope| {
         let bundle = scope.spawn(|| verify_bundle(paths, &m, key, trust_public_key));
-        let dump = pipe_dump(paths, &m, key, list, Stdio::null());
+        let dump = pipe_dump(paths, &m, key, list, Stdio::null(), || Ok(()));
         let bundle = bundle
             .join()
             .map_err(|_| OpsError::new(Exit::Software, "the bundle check panicked"))?;
@@ -188,12 +188,16 @@ pub fn check_key(paths: &Paths, m: &Manifest, key: &SymmetricKey) -> Result<(), 
 /// authenticated and its digests matched the manifest: pg_restore cannot finish (nor, with
 /// `--single-transaction`, commit) before it has the last byte, so a damaged or truncated dump
 /// never gets restored. On any failure pg_restore is killed before it sees the end of its input.
+///
+/// `release` runs once the dump checked out, before the last chunk is fed: a failure there
+/// (e.g. the bundle, verified meanwhile on another thread, is damaged) also kills pg_restore.
 pub fn pipe_dump(
     paths: &Paths,
     m: &Manifest,
     key: &SymmetricKey,
     mut cmd: Command,
     stdout: Stdio,
+    release: impl FnOnce() -> Result<(), OpsError>,
 ) -> Result<(), OpsError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
@@ -220,7 +224,8 @@ pub fn pipe_dump(
         held.extend_from_slice(chunk);
         Ok(())
     })
-    .and_then(|digests| compare_sealed(&paths.dump, &m.body.dump, &digests));
+    .and_then(|digests| compare_sealed(&paths.dump, &m.body.dump, &digests))
+    .and_then(|()| release());
     match checked {
         Ok(()) => feed(&held),
         // Damaged: pg_restore must die before it sees the end of its input.
