@@ -652,3 +652,23 @@ fn data_files_without_a_manifest_are_not_a_backup_and_the_next_run_removes_them(
     }
     assert!(w.list("backups").iter().all(|n| !n.contains(".tmp-")));
 }
+
+#[test]
+fn an_artifact_whose_holding_backup_was_lost_is_stored_again() {
+    let w = world();
+    let first = backup(&w)["backup"].as_str().expect("name").to_string();
+    let second = backup(&w);
+    assert_eq!(
+        second["entries_unchanged"], 2,
+        "the second refers to the first"
+    );
+    // Someone deletes the first backup by hand: the next one must not refer to it, although
+    // the newest manifest (the second's) does.
+    for suffix in [".manifest.json", ".enc", ".files.enc"] {
+        std::fs::remove_file(file(&w, &format!("{first}{suffix}"))).expect("rm");
+    }
+    let report = backup(&w);
+    assert_eq!(report["entries_unchanged"], 0);
+    let third = report["backup"].as_str().expect("name");
+    run(w.ops().args(["verify", third])).expect_code(0);
+}

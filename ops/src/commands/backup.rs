@@ -493,16 +493,29 @@ pub(crate) fn intel_error(e: ransomeye_intel::IntelError, doing: &str) -> OpsErr
     }
 }
 
-/// Entries of the newest backup whose manifest verifies (the base of incremental artifacts);
-/// none if there is no such backup.
+/// Entries of the newest backup whose manifest verifies (the base of incremental artifacts),
+/// keeping only those whose holding backup still passes the quick check: an artifact whose
+/// holder was lost is stored again rather than referenced. None if there is no such backup.
 fn previous_entries(job: &Job) -> Result<Vec<Entry>, OpsError> {
     for paths in manifest::list(&job.dir)?.iter().rev() {
         let Ok(m) = manifest::read(paths) else {
             continue;
         };
-        if m.verify_signature(&job.trust_public_key).is_ok() {
-            return Ok(m.body.entries);
+        if m.verify_signature(&job.trust_public_key).is_err() {
+            continue;
         }
+        let mut holders = std::collections::HashMap::new();
+        let entries = m
+            .body
+            .entries
+            .into_iter()
+            .filter(|e| {
+                *holders.entry(e.stored_in.clone()).or_insert_with(|| {
+                    check::quick(&Paths::new(&job.dir, &e.stored_in), &job.trust_public_key).is_ok()
+                })
+            })
+            .collect();
+        return Ok(entries);
     }
     Ok(Vec::new())
 }
