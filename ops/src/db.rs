@@ -43,6 +43,11 @@ pub fn error(e: sqlx::Error, doing: &str) -> OpsError {
     err
 }
 
+/// `name` as a quoted SQL identifier (`a"b` → `"a""b"`).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// The first line of a (possibly multi-line) driver error, for one-line messages.
 pub fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)

@@ -11,6 +11,9 @@ use ransomeye_kernel::envelope::EnvelopeError;
 use ransomeye_kernel::keys::KeyError;
 use ransomeye_kernel::{FileAction, PathError};
 
+/// The hint for a full (or over-quota) file system.
+const DISK_FULL_HINT: &str = "free space on that file system; nothing was left under a final name";
+
 /// Exit codes (sysexits.h), documented in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -70,6 +73,17 @@ impl OpsError {
         self
     }
 
+    /// An I/O failure while doing `what` (74), with the disk-full hint when that is the cause.
+    /// For failures that belong to one path, convert a [`PathError`] instead.
+    pub fn io(what: impl fmt::Display, e: &io::Error) -> Self {
+        let err = OpsError::new(Exit::Io, format!("{what}: {e}"));
+        if ransomeye_kernel::is_disk_full(e) {
+            err.hint(DISK_FULL_HINT)
+        } else {
+            err
+        }
+    }
+
     /// Prefixes the message with context (e.g. the file concerned).
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.what = format!("{context}: {}", self.what);
@@ -127,7 +141,7 @@ impl From<PathError> for OpsError {
             }
         };
         let hint = if e.is_disk_full() {
-            Some("free space on that file system; nothing was left under a final name".to_string())
+            Some(DISK_FULL_HINT.to_string())
         } else if kind == io::ErrorKind::AlreadyExists {
             Some("nothing is ever overwritten; move the existing file away first".to_string())
         } else if kind == io::ErrorKind::PermissionDenied {

@@ -15,4 +15,4 @@ pub mod envelope;
 pub mod keys;
 mod path_error;
 
-pub use path_error::{FileAction, PathError};
+pub use path_error::{is_disk_full, FileAction, PathError};

@@ -71,8 +71,13 @@ impl PathError {
 
     /// True when the file system is out of space or quota.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self.source.raw_os_error(), Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT)
+        is_disk_full(&self.source)
     }
+}
+
+/// True when `e` says the file system is out of space or quota.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT)
 }
 
 impl fmt::Display for PathError {

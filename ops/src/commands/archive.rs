@@ -31,7 +31,7 @@ use self::manifest::{manifest_path, Body, Manifest, State};
 use self::stream::read_back;
 use super::Context;
 use crate::cli::{ArchiveArgs, ArchiveCommand, ArchiveRunArgs};
-use crate::db;
+use crate::db::{self, quote_ident};
 use crate::error::{Exit, OpsError};
 use crate::run_lock::{self, RunLock};
 use crate::sealed::{Digests, SealedWriter};
@@ -286,10 +286,6 @@ impl TableShape {
             time_column: time_column.to_string(),
         })
     }
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Step 2: complete or clean up what an interrupted run left in the archive directory.

@@ -319,7 +319,7 @@ pub(crate) async fn count_rows(
     .map_err(|e| db::error(e, "listing tables"))?;
     let mut counts = std::collections::BTreeMap::new();
     for (schema, table) in tables {
-        let quoted = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
+        let quoted = format!("{}.{}", db::quote_ident(&schema), db::quote_ident(&table));
         let (n,): (i64,) = sqlx::query_as(AssertSqlSafe(format!("select count(*) from {quoted}")))
             .fetch_one(&mut *conn)
             .await
@@ -327,10 +327,6 @@ pub(crate) async fn count_rows(
         counts.insert(format!("{schema}.{table}"), n.max(0) as u64);
     }
     Ok(counts)
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A running `pg_dump` whose output streams into the sealed dump file on its own thread.
@@ -478,15 +474,7 @@ pub(crate) fn intel_error(e: ransomeye_intel::IntelError, doing: &str) -> OpsErr
             if ransomeye_kernel::envelope::EnvelopeError::from_io(&source).is_some() {
                 return OpsError::new(Exit::Data, format!("{doing}: {source}"));
             }
-            let full = source.raw_os_error() == Some(nix::libc::ENOSPC);
-            let err = OpsError::new(Exit::Io, format!("{doing}: {source}"));
-            if full {
-                err.hint(
-                    "the backup directory's file system is full; nothing was replaced or deleted",
-                )
-            } else {
-                err
-            }
+            OpsError::io(doing, &source)
         }
         IntelError::Snapshot { .. } => OpsError::new(Exit::Software, format!("{doing}: {e}")),
         other => OpsError::new(Exit::Data, format!("{doing}: {other}")),

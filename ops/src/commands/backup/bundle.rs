@@ -226,16 +226,7 @@ pub fn hash_file(path: &Path) -> Result<String, OpsError> {
 }
 
 fn bundle_error(e: io::Error, what: &str) -> OpsError {
-    let full = e.raw_os_error() == Some(nix::libc::ENOSPC);
-    let err = OpsError::new(
-        Exit::Io,
-        format!("writing {what} into the file bundle failed: {e}"),
-    );
-    if full {
-        err.hint("the backup directory's file system is full; nothing was replaced or deleted")
-    } else {
-        err
-    }
+    OpsError::io(format!("writing {what} into the file bundle failed"), &e)
 }
 
 /// Reads the tar of the bundle at `path` from `input` (its decrypted plaintext), calling
