@@ -162,6 +162,31 @@ Touches: creates and drops the scratch database.",
     )]
     Drill(DrillArgs),
 
+    /// Rotate the Ed25519 trust key across all agents: signed update, quorum of acks, commit
+    #[command(
+        long_about = "\
+Rotate the Ed25519 trust root to a new key across every agent, without downtime (docs/TRUST_UPDATE.md).
+
+Procedure: lock (one rotation at a time) -> check the old key, the configuration's directory, the bus and
+the active agents -> generate the new key, write it as signing.key.next and read it back -> journal
+`pending` -> publish a TrustUpdate on broadcast.updates (signed by the old and the new key; kept in the
+JetStream stream RANSOMEYE_TRUST) -> collect agents' signed acks until strictly more than --quorum of the
+active agents acked, or --timeout -> commit: rewrite [trust] in the configuration (version+1, key_id,
+public_key), keep the old key as keys/retired/<key id>, make the new key signing.key, publish TrustCommit;
+or abort: publish TrustAbort, remove the new key, change nothing else (exit 75 with the counts).
+
+Only acks from agents with status 'active', signed with the key registered in table agents, for this
+rotation and version count; forged, unknown, duplicate and replayed acks are counted and reported.
+A crash at any moment leaves one active key matching the configuration; --resume (or `status`) finishes.
+--rollback returns to the previous key as a new version (needs --yes): never roll back to a key that may
+be compromised.
+
+Touches: [keys] dir (signing.key, signing.key.next, retired/, rotation-journal.json), the configuration's
+[trust] section, the bus; reads table agents.",
+        after_long_help = "Exit codes: 0 committed (or nothing to resume), 64 bad --quorum or --rollback without --yes, 66 nothing to\nroll back to, 69 bus or database unreachable (nothing generated or changed), 74 configuration not writable\n(abort published, old key still active), 75 no quorum (aborted), no active agents, another rotation running\nor an unfinished rotation (use --resume), 77 signing key missing or loose permissions, 78 configuration\nerror.\n\nExamples:\n  ransomeye-ops rotate-keys --dry-run\n  ransomeye-ops rotate-keys --timeout 120 --quorum 0.9\n  ransomeye-ops rotate-keys status\n  ransomeye-ops rotate-keys --resume\n  ransomeye-ops rotate-keys --rollback --yes"
+    )]
+    RotateKeys(RotateKeysArgs),
+
     /// Check database, bus, disk space and host; Nagios-style exit code
     #[command(
         long_about = "\
@@ -195,6 +220,43 @@ Touches: nothing but --prometheus FILE (node_exporter textfile format, written a
         after_long_help = "Works for any user. Touches nothing; prints to stdout.\nExit codes: 0 printed, 74 stdout not writable.\n\nExample:\n  ransomeye-ops man | man -l -"
     )]
     Man,
+}
+
+/// `rotate-keys` arguments.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RotateKeysArgs {
+    /// Show the state instead of rotating
+    #[command(subcommand)]
+    pub command: Option<RotateKeysCommand>,
+    /// Seconds to wait for acks (also the update's deadline for agents)
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: u64,
+    /// Commit needs acks from strictly more than this fraction of the active agents
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.8)]
+    pub quorum: f64,
+    /// Check keys, configuration, bus and agents and say what a rotation would need; change nothing
+    #[arg(long, conflicts_with = "resume")]
+    pub dry_run: bool,
+    /// Finish an interrupted rotation as its journal says
+    #[arg(long, conflicts_with = "rollback")]
+    pub resume: bool,
+    /// Rotate back to the previous (retired) key as a new version; needs --yes
+    #[arg(long)]
+    pub rollback: bool,
+    /// Confirm --rollback
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `rotate-keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RotateKeysCommand {
+    /// Show the trust version, active, staged and retired keys, and the rotation journal
+    #[command(
+        after_long_help = "Touches nothing.\nExit codes: 0 shown, 65 journal unreadable, 78 configuration error.\n\nExample:\n  ransomeye-ops --json rotate-keys status"
+    )]
+    Status,
 }
 
 /// `init` arguments.

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Exit, OpsError};
+use crate::trust::TrustKeys;
 
 /// A body and who signed it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,19 +42,20 @@ impl<B: Serialize + DeserializeOwned> Signed<B> {
         })
     }
 
-    /// Checks the signature against the trust public key; the error says what is wrong.
-    pub fn verify_signature(&self, trust_public_key: &[u8; 32]) -> Result<(), String> {
-        if public_key_id(trust_public_key).to_string() != self.signing_key_id {
+    /// Checks the signature against the trust key, or a retired trust key when the document was
+    /// signed before a rotation; the error says what is wrong.
+    pub fn verify_signature(&self, trust: &TrustKeys) -> Result<(), String> {
+        let Some(key) = trust.find(&self.signing_key_id) else {
             return Err(format!(
-                "signed by key {}, which is not the current trust key {}",
+                "signed by key {}, which is neither the current trust key {} nor a retired one",
                 self.signing_key_id,
-                public_key_id(trust_public_key)
+                public_key_id(&trust.current())
             ));
-        }
+        };
         let bytes = serde_json::to_vec(&self.body).map_err(|e| e.to_string())?;
         let signature =
             hex::decode(&self.signature).map_err(|_| "signature is not hex".to_string())?;
-        if verify_signature(trust_public_key, &bytes, &signature) {
+        if verify_signature(key, &bytes, &signature) {
             Ok(())
         } else {
             Err("manifest signature does not verify: the manifest was modified".into())
@@ -99,13 +101,18 @@ mod tests {
         let key = SigningKey::generate().expect("generate");
         let other = SigningKey::generate().expect("generate");
         let signed = Signed::sign(Body { n: 1 }, &key).expect("sign");
-        assert_eq!(signed.verify_signature(&key.public_key()), Ok(()));
+        assert_eq!(
+            signed.verify_signature(&TrustKeys::new(key.public_key())),
+            Ok(())
+        );
         let mut changed = signed.clone();
         changed.body.n = 2;
-        assert!(changed.verify_signature(&key.public_key()).is_err());
+        assert!(changed
+            .verify_signature(&TrustKeys::new(key.public_key()))
+            .is_err());
         let err = signed
-            .verify_signature(&other.public_key())
+            .verify_signature(&TrustKeys::new(other.public_key()))
             .expect_err("other key");
-        assert!(err.contains("not the current trust key"), "{err}");
+        assert!(err.contains("neither the current trust key"), "{err}");
     }
 }

@@ -80,3 +80,5 @@ pub fn progress(json: bool, message: &'static str, unit: &'static str) -> indica
 pub fn elapsed_ms(start: std::time::Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 100_000.0).round() / 100.0
 }
+
+pub use ransomeye_kernel::config::redact_url;

@@ -544,6 +544,34 @@ fn find_key(text: &str, section: &str, key: &str) -> Option<Location> {
     None
 }
 
+/// `url` with its password, if any (`user:password@` or a `password=` parameter), replaced by
+/// `***`.
+pub fn redact_url(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    let authority = &url[scheme_end..authority_end];
+    let authority = match authority.rfind('@').and_then(|at| {
+        let (user, _) = authority[..at].split_once(':')?;
+        Some(format!("{user}:***{}", &authority[at..]))
+    }) {
+        Some(redacted) => redacted,
+        None => authority.to_string(),
+    };
+    let rest = url[authority_end..]
+        .split_inclusive(['?', '&'])
+        .map(|part| match part.strip_prefix("password=") {
+            Some(value) => {
+                let end = value.find(['&', '#']).unwrap_or(value.len());
+                format!("password=***{}", &value[end..])
+            }
+            None => part.to_string(),
+        })
+        .collect::<String>();
+    format!("{}{authority}{rest}", &url[..scheme_end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,5 +713,23 @@ public_key = "{PK}"
         );
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://ops:s3cret@db:5432/ransomeye"),
+            "postgres://ops:***@db:5432/ransomeye"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(redact_url("nats://a:b@h:4222"), "nats://a:***@h:4222");
+        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
+        assert_eq!(
+            redact_url("postgres://db/x?user=a@b"),
+            "postgres://db/x?user=a@b"
+        );
     }
 }

@@ -308,7 +308,13 @@ impl KeyDir {
 
     /// Loads the Ed25519 signing key, refusing files with loose permissions.
     pub fn load_signing(&self) -> Result<SigningKey, KeyError> {
-        let path = self.key_path(KeyPurpose::Signing);
+        self.load_signing_named(KeyPurpose::Signing.file_name())
+    }
+
+    /// Loads an Ed25519 key from `file_name` in this directory (`signing.key.next`,
+    /// `retired/<key id>`), refusing files with loose permissions.
+    pub fn load_signing_named(&self, file_name: &str) -> Result<SigningKey, KeyError> {
+        let path = self.dir.join(file_name);
         let bytes = read_secret_file(KeyPurpose::Signing, &path)?;
         SigningKey::from_pkcs8(bytes).map_err(|reason| KeyError::Malformed {
             purpose: KeyPurpose::Signing,
@@ -338,6 +344,28 @@ impl KeyDir {
             Ownership::secret_file(),
             Replace::Never,
         )?)
+    }
+
+    /// Makes the key in `file_name` the signing key: renames it over `signing.key` (atomic) and
+    /// syncs the directory, so after a crash either the old or the new key is `signing.key`.
+    pub fn promote_signing(&self, file_name: &str) -> Result<(), KeyError> {
+        let from = self.dir.join(file_name);
+        let to = self.key_path(KeyPurpose::Signing);
+        std::fs::rename(&from, &to).map_err(PathError::at(FileAction::Rename, &from))?;
+        Ok(crate::atomic_file::sync_dir(&self.dir)?)
+    }
+
+    /// Removes the key file `file_name` (e.g. an abandoned `signing.key.next`) durably; a file
+    /// that is already gone is not an error.
+    pub fn remove(&self, file_name: &str) -> Result<(), KeyError> {
+        let path = self.dir.join(file_name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(PathError::new(FileAction::Remove, &path, e).into()),
+        }
+        let parent = path.parent().unwrap_or(&self.dir);
+        Ok(crate::atomic_file::sync_dir(parent)?)
     }
 }
 

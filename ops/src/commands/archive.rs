@@ -93,7 +93,7 @@ struct Job {
     vacuum: bool,
     archive_key: SymmetricKey,
     signing_key: SigningKey,
-    trust_public_key: [u8; 32],
+    trust_public_key: crate::trust::TrustKeys,
     /// Machine output: no progress display.
     json: bool,
 }
@@ -164,7 +164,7 @@ impl Job {
         let dir = config.archive.dir.clone();
         crate::dirs::check_writable(&dir, "[archive] dir")?;
         let keys = KeyDir::new(&config.keys.dir);
-        let trust_public_key = crate::trust::public_key(config)?;
+        let trust_public_key = crate::trust::verifying_keys(config)?;
         let signing_key = crate::trust::signing_key(config)?;
         Ok(Job {
             dir,
@@ -575,7 +575,7 @@ async fn verify_archive(
     path: &Path,
     manifest: &Manifest,
     key: &SymmetricKey,
-    trust_public_key: &[u8; 32],
+    trust_public_key: &crate::trust::TrustKeys,
 ) -> Result<(), OpsError> {
     let shown = path.display().to_string();
     manifest
@@ -885,7 +885,7 @@ struct VerifyEntry {
 fn verify(ctx: &Context, file: Option<&Path>, all: bool) -> Result<(), OpsError> {
     let config = ctx.config()?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Archive)?;
-    let trust = crate::trust::public_key(&config)?;
+    let trust = crate::trust::verifying_keys(&config)?;
     let targets: Vec<PathBuf> = if all {
         crate::dirs::check_readable(&config.archive.dir, "[archive] dir")?;
         manifests(&config.archive.dir)?
@@ -982,7 +982,7 @@ fn cat(ctx: &Context, file: &Path) -> Result<(), OpsError> {
 fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
     let config = ctx.config()?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Archive)?;
-    let trust = crate::trust::public_key(&config)?;
+    let trust = crate::trust::verifying_keys(&config)?;
     let (archive, manifest) = locate(file)?;
     let rt = runtime()?;
     let (inserted, skipped) = rt.block_on(async {

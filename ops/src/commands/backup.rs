@@ -96,7 +96,7 @@ struct Job {
     database_url: String,
     backup_key: SymmetricKey,
     signing_key: SigningKey,
-    trust_public_key: [u8; 32],
+    trust_public_key: crate::trust::TrustKeys,
     json: bool,
 }
 
@@ -122,7 +122,7 @@ impl Job {
             database_url: config.database.url.clone(),
             backup_key: KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?,
             signing_key: crate::trust::signing_key(config)?,
-            trust_public_key: crate::trust::public_key(config)?,
+            trust_public_key: crate::trust::verifying_keys(config)?,
             json: ctx.json,
         })
     }
@@ -687,7 +687,7 @@ fn print_report(ctx: &Context, r: &Report) -> Result<(), OpsError> {
 
 fn list(ctx: &Context) -> Result<(), OpsError> {
     let config = ctx.config()?;
-    let trust = crate::trust::public_key(&config)?;
+    let trust = crate::trust::verifying_keys(&config)?;
     let mut rows = Vec::new();
     for paths in manifest::list(&config.backup.dir)? {
         let (state, m) = match check::quick(&paths, &trust) {
@@ -734,7 +734,7 @@ fn cat(ctx: &Context, backup: &Path) -> Result<(), OpsError> {
     }
     let config = ctx.config()?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?;
-    let trust = crate::trust::public_key(&config)?;
+    let trust = crate::trust::verifying_keys(&config)?;
     let paths = check::locate(backup, &config.backup.dir)?;
     let manifest = check::quick(&paths, &trust)?;
     let mut reader = crate::sealed::SealedReader::open(&paths.dump, &key)?;

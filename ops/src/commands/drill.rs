@@ -26,7 +26,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
     let config = ctx.config()?;
     crate::dirs::check_readable(&config.backup.dir, "[backup] dir")?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?;
-    let trust = crate::trust::public_key(&config)?;
+    let trust = crate::trust::verifying_keys(&config)?;
     let Some(newest) = manifest::list(&config.backup.dir)?.pop() else {
         return Err(OpsError::new(
             Exit::NoInput,

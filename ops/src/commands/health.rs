@@ -19,6 +19,7 @@ use super::Context;
 use crate::cli::HealthArgs;
 use crate::db::first_line;
 use crate::error::{Exit, OpsError};
+use crate::utils::redact_url;
 use crate::utils::{elapsed_ms, print_json, runtime};
 
 /// Free space below this fraction is critical (the seed's rule: more than 10 % must be free).
@@ -621,20 +622,6 @@ fn write_prometheus(path: &Path, report: &Report) -> Result<(), OpsError> {
     };
     write_atomic(path, out.as_bytes(), ownership, Replace::Allowed)?;
     Ok(())
-}
-
-/// Removes a password from a URL before it is shown.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 fn human_bytes(b: f64) -> String {

@@ -36,7 +36,7 @@ use crate::utils::{elapsed_ms, print_json, runtime};
 pub(crate) struct Plan<'a> {
     pub paths: Paths,
     pub key: &'a SymmetricKey,
-    pub trust_public_key: [u8; 32],
+    pub trust_public_key: crate::trust::TrustKeys,
     pub tools: Tools,
     pub target_url: String,
     pub files_to: Option<PathBuf>,
@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
     let plan = Plan {
         paths: check::locate(&args.backup, &config.backup.dir)?,
         key: &key,
-        trust_public_key: crate::trust::public_key(&config)?,
+        trust_public_key: crate::trust::verifying_keys(&config)?,
         tools: Tools::new(config.backup.pg_bin_dir.clone()),
         target_url: args.target_database_url.clone(),
         files_to: args.files_to.as_deref().map(crate::utils::absolute),

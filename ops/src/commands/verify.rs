@@ -21,7 +21,7 @@ struct Outcome {
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), OpsError> {
     let config = ctx.config()?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?;
-    let trust = crate::trust::public_key(&config)?;
+    let trust = crate::trust::verifying_keys(&config)?;
     let tools = Tools::new(config.backup.pg_bin_dir.clone());
     let targets = match &args.backup {
         Some(b) => vec![check::locate(b, &config.backup.dir)?],

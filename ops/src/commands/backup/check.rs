@@ -82,7 +82,10 @@ pub fn locate(arg: &Path, dir: &Path) -> Result<Paths, OpsError> {
 
 /// The quick check: the manifest parses and its signature verifies against the trust key, and
 /// both files exist with the sizes it records.
-pub fn quick(paths: &Paths, trust_public_key: &[u8; 32]) -> Result<Manifest, OpsError> {
+pub fn quick(
+    paths: &Paths,
+    trust_public_key: &crate::trust::TrustKeys,
+) -> Result<Manifest, OpsError> {
     let m = manifest::read(paths)?;
     m.verify_signature(trust_public_key).map_err(|why| {
         OpsError::new(Exit::Data, format!("{}: {why}", paths.manifest.display()))
@@ -146,7 +149,7 @@ pub fn compare_sealed(path: &Path, expected: &SealedFile, got: &Digests) -> Resu
 pub fn verify(
     paths: &Paths,
     key: &SymmetricKey,
-    trust_public_key: &[u8; 32],
+    trust_public_key: &crate::trust::TrustKeys,
     tools: &Tools,
 ) -> Result<Manifest, OpsError> {
     let m = quick(paths, trust_public_key)?;
@@ -261,7 +264,7 @@ pub fn verify_bundle(
     paths: &Paths,
     m: &Manifest,
     key: &SymmetricKey,
-    trust_public_key: &[u8; 32],
+    trust_public_key: &crate::trust::TrustKeys,
 ) -> Result<(), OpsError> {
     let mut reader = SealedReader::open(&paths.files, key)?;
     let mut intel = None;

@@ -1,0 +1,433 @@
+//! `rotate-keys` end to end: the real binary, a real nats-server with JetStream, a real
+//! PostgreSQL, and `ransomeye-agent-sim` playing the agents.
+//!
+//! Other tests share the bus, so a simulator may also see other tests' updates (signed by other
+//! trust keys, which its agents reject); every wait below is for a line naming this test's
+//! rotation.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{run, services, World, BIN};
+use serde_json::Value;
+
+/// The simulator binary, built beside the binary under test (`cargo build --workspace`).
+fn sim_bin() -> PathBuf {
+    let path = std::path::Path::new(BIN).with_file_name("ransomeye-agent-sim");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (`cargo build --workspace`; scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A running simulator; killed on drop.
+struct Sim {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Sim {
+    /// Starts `agents` simulated agents in `world`'s database; returns once they listen.
+    fn start(world: &World, agents: u32, ack: f64, forge: f64) -> Sim {
+        let mut child = Command::new(sim_bin())
+            .arg("--database-url")
+            .arg(&world.db().url)
+            .arg("--nats-url")
+            .arg(services().nats_url)
+            .arg("--config")
+            .arg(&world.config)
+            .args(["--agents", &agents.to_string()])
+            .args(["--ack-fraction", &ack.to_string()])
+            .args(["--forge-fraction", &forge.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start ransomeye-agent-sim");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut sim = Sim { child, lines };
+        sim.wait_for(|l| l == "ready");
+        sim
+    }
+
+    /// Reads the simulator's lines until one satisfies `want`; fails after 60 s without it.
+    #[track_caller]
+    fn wait_for(&mut self, want: impl Fn(&str) -> bool) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if want(&line) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("agent simulator: no expected line ({e})"),
+            }
+        }
+    }
+
+    /// The simulator's line about `event` (update, commit, abort) of `rotation`.
+    #[track_caller]
+    fn event(&mut self, event: &str, rotation: &str) -> String {
+        let prefix = format!("{event} rotation={rotation}");
+        self.wait_for(|l| l.starts_with(&prefix))
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` from a simulator line.
+fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in {line:?}"))
+        .to_string()
+}
+
+/// What the rotation may change, to compare before and after.
+#[derive(Debug, PartialEq)]
+struct TrustFiles {
+    config: Vec<u8>,
+    signing_key: Vec<u8>,
+    next_key: bool,
+    retired: Vec<String>,
+}
+
+fn trust_files(w: &World) -> TrustFiles {
+    TrustFiles {
+        config: std::fs::read(&w.config).expect("config"),
+        signing_key: std::fs::read(w.path("keys/signing.key")).expect("signing.key"),
+        next_key: w.path("keys/signing.key.next").exists(),
+        retired: w.list("keys/retired"),
+    }
+}
+
+fn config_trust(w: &World) -> (u64, String, String) {
+    let text = std::fs::read_to_string(&w.config).expect("config");
+    let c = ransomeye_kernel::config::Config::parse(&w.config, &text).expect("config parses");
+    (c.trust.version, c.trust.key_id, c.trust.public_key)
+}
+
+/// The public key (hex) of the Ed25519 key file at `path`.
+fn key_file_public(path: &std::path::Path) -> String {
+    let der = std::fs::read(path).expect("key file");
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&der).expect("Ed25519 PKCS#8");
+    hex::encode(ring::signature::KeyPair::public_key(&pair).as_ref())
+}
+
+/// Exactly one of signing.key / signing.key.next holds the key the configuration names.
+#[track_caller]
+fn assert_one_active_key(w: &World) {
+    let (_, _, public) = config_trust(w);
+    let matching = ["keys/signing.key", "keys/signing.key.next"]
+        .iter()
+        .filter(|f| w.path(f).exists() && key_file_public(&w.path(f)) == public)
+        .count();
+    assert_eq!(matching, 1, "keys matching the configuration");
+}
+
+fn rotate(w: &World, args: &[&str]) -> common::Run {
+    run(w.ops().arg("--json").arg("rotate-keys").args(args))
+}
+
+fn journal(w: &World) -> Value {
+    serde_json::from_slice(&std::fs::read(w.path("keys/rotation-journal.json")).expect("journal"))
+        .expect("journal JSON")
+}
+
+fn latest_rotation_id(w: &World) -> String {
+    let j = journal(w);
+    let rotations = j["rotations"].as_array().expect("rotations");
+    rotations.last().expect("a rotation")["rotation_id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+#[test]
+fn a_quorum_of_85_percent_commits_and_agents_switch() {
+    let w = World::initialised();
+    let (version, old_id, old_public) = config_trust(&w);
+    let mut sim = Sim::start(&w, 40, 0.85, 0.0);
+    let out = rotate(&w, &["--timeout", "30"]);
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(report["status"], "committed");
+    assert_eq!(report["active"], 40);
+    assert_eq!(report["needed"], 33);
+    assert!(report["acked"].as_u64().expect("acked") >= 33);
+    let rotation = report["rotation_id"].as_str().expect("id").to_string();
+
+    let (new_version, new_id, new_public) = config_trust(&w);
+    assert_eq!(new_version, version + 1);
+    assert_ne!(new_id, old_id);
+    assert_eq!(key_file_public(&w.path("keys/signing.key")), new_public);
+    assert!(!w.path("keys/signing.key.next").exists());
+    let retired = w.path(&format!("keys/retired/{old_id}"));
+    assert_eq!(key_file_public(&retired), old_public);
+    let mode = std::fs::metadata(&retired)
+        .expect("retired")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o037, 0, "retired key mode {mode:o}");
+    assert_eq!(journal(&w)["rotations"][0]["state"], "committed");
+
+    let line = sim.event("commit", &rotation);
+    assert_eq!(field(&line, "version"), new_version.to_string());
+    // Silent agents verified the update too (they only do not answer), so all 40 switch.
+    assert_eq!(field(&line, "switched"), "40", "{line}");
+
+    let status = run(w.ops().args(["--json", "rotate-keys", "status"]));
+    status.expect_code(0);
+    let status = status.json();
+    assert_eq!(status["key_id"], new_id.as_str());
+    assert_eq!(status["retired_key_ids"][0], old_id.as_str());
+    assert_eq!(status["unfinished_rotation"], Value::Null);
+
+    // The simulator's agents now trust the new key: a second rotation commits too.
+    rotate(&w, &["--timeout", "30"]).expect_code(0);
+    assert_eq!(config_trust(&w).0, version + 2);
+}
+
+#[test]
+fn seventy_percent_aborts_and_changes_nothing() {
+    let w = World::initialised();
+    let before = trust_files(&w);
+    let mut sim = Sim::start(&w, 20, 0.70, 0.0);
+    let out = rotate(&w, &["--timeout", "2"]);
+    out.expect_code(75)
+        .stderr_has("no quorum: 14 of 20 active agents acked, 17 needed");
+    assert_eq!(trust_files(&w), before);
+    let rotation = latest_rotation_id(&w);
+    assert_eq!(journal(&w)["rotations"][0]["state"], "aborted");
+    assert_eq!(journal(&w)["rotations"][0]["outcome_published"], true);
+    let line = sim.event("abort", &rotation);
+    assert_eq!(field(&line, "dropped"), "20", "{line}");
+}
+
+#[test]
+fn forged_acks_never_count() {
+    let w = World::initialised();
+    let before = trust_files(&w);
+    let _sim = Sim::start(&w, 40, 0.70, 0.20);
+    let out = rotate(&w, &["--timeout", "2"]);
+    out.expect_code(75)
+        .stderr_has("28 of 40 active agents acked");
+    // Eight forgers, two of each kind: wrong key, unknown agent, replay, wrong version.
+    out.stderr_has("bad_signature 2")
+        .stderr_has("unknown_agent 2")
+        .stderr_has("stale 4");
+    assert_eq!(trust_files(&w), before);
+    let counts = &journal(&w)["rotations"][0]["counts"];
+    assert_eq!(counts["acked"], 28);
+    assert_eq!(counts["ignored"]["stale"], 4);
+}
+
+#[test]
+fn an_unreachable_bus_changes_nothing() {
+    let w = World::initialised();
+    w.edit_config(|t| t.replace(&services().nats_url, "nats://127.0.0.1:1"));
+    let before = trust_files(&w);
+    rotate(&w, &[])
+        .expect_code(69)
+        .stderr_has("nats://127.0.0.1:1");
+    assert_eq!(trust_files(&w), before);
+    assert!(!w.path("keys/rotation-journal.json").exists());
+}
+
+#[test]
+fn no_active_agents_is_a_temporary_failure() {
+    let w = World::initialised();
+    w.db().execute(
+        "insert into agents (id, hostname, public_key, status) \
+         values (gen_random_uuid(), 'retired-host', '\\x00', 'decommissioned')",
+    );
+    let before = trust_files(&w);
+    rotate(&w, &[])
+        .expect_code(75)
+        .stderr_has("no active agents");
+    assert_eq!(trust_files(&w), before);
+}
+
+#[test]
+fn a_loose_signing_key_is_refused() {
+    let w = World::initialised();
+    std::fs::set_permissions(
+        w.path("keys/signing.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    rotate(&w, &[]).expect_code(77).stderr_has("signing.key");
+    assert!(!w.path("keys/signing.key.next").exists());
+}
+
+#[test]
+fn a_failed_configuration_write_aborts_and_keeps_the_old_key() {
+    let w = World::initialised();
+    let before = trust_files(&w);
+    let mut sim = Sim::start(&w, 10, 1.0, 0.0);
+    let out = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-config-write-fails")
+        .args(["rotate-keys", "--timeout", "30"]));
+    out.expect_code(74).stderr_has("could not be written");
+    assert_eq!(trust_files(&w), before);
+    assert_eq!(journal(&w)["rotations"][0]["state"], "aborted");
+    sim.event("abort", &latest_rotation_id(&w));
+}
+
+#[test]
+fn a_crash_at_each_step_leaves_one_active_key_and_resume_finishes() {
+    for point in [
+        "rotate-after-stage",
+        "rotate-after-journal",
+        "rotate-after-publish",
+        "rotate-after-decision",
+        "rotate-after-config",
+        "rotate-after-retire",
+        "rotate-after-promote",
+        "rotate-after-abort-publish",
+    ] {
+        let w = World::initialised();
+        let (version, ..) = config_trust(&w);
+        // All agents ack, except at the abort crash point, where none do.
+        let ack = if point == "rotate-after-abort-publish" {
+            0.0
+        } else {
+            1.0
+        };
+        let _sim = Sim::start(&w, 5, ack, 0.0);
+        let timeout = if ack == 0.0 { "1" } else { "30" };
+        let crashed = run(w.ops().env("RANSOMEYE_FAILPOINT", point).args([
+            "rotate-keys",
+            "--timeout",
+            timeout,
+        ]));
+        assert_ne!(crashed.code, 0, "{point}: the failpoint did not fire");
+        assert_one_active_key(&w);
+
+        let resumed = rotate(&w, &["--resume"]);
+        assert_one_active_key(&w);
+        assert!(
+            !w.path("keys/signing.key.next").exists(),
+            "{point}: staged key left"
+        );
+        let (after, ..) = config_trust(&w);
+        match resumed.code {
+            0 => match resumed.json()["status"].as_str() {
+                Some("committed") => assert_eq!(after, version + 1, "{point}"),
+                // Crashed before anything was journaled: nothing to resume, nothing changed.
+                Some("nothing_to_resume") => {
+                    assert_eq!(point, "rotate-after-stage");
+                    assert_eq!(after, version);
+                }
+                other => panic!("{point}: status {other:?}"),
+            },
+            75 => assert_eq!(after, version, "{point}: aborted but the version changed"),
+            code => panic!("{point}: resume exited {code}: {}", resumed.stderr),
+        }
+        if let Ok(text) = std::fs::read(w.path("keys/rotation-journal.json")) {
+            let j: Value = serde_json::from_slice(&text).expect("journal");
+            let state = j["rotations"][0]["state"].as_str().expect("state");
+            assert!(
+                state == "committed" || state == "aborted",
+                "{point}: state {state}"
+            );
+        }
+        // A new rotation can start afterwards.
+        rotate(&w, &["--dry-run"]).expect_code(0);
+    }
+}
+
+#[test]
+fn an_unfinished_rotation_blocks_a_new_one_until_resumed() {
+    let w = World::initialised();
+    let _sim = Sim::start(&w, 5, 1.0, 0.0);
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-publish")
+        .args(["rotate-keys", "--timeout", "30"]));
+    assert_ne!(crashed.code, 0);
+    rotate(&w, &[])
+        .expect_code(75)
+        .stderr_has("is unfinished")
+        .stderr_has("--resume");
+    rotate(&w, &["--resume"]).expect_code(0);
+    rotate(&w, &["--resume"]).expect_code(0);
+    assert_eq!(
+        rotate(&w, &["--resume"]).json()["status"],
+        "nothing_to_resume"
+    );
+}
+
+#[test]
+fn rollback_needs_yes_and_returns_to_the_previous_key_as_a_new_version() {
+    let w = World::initialised();
+    let (version, old_id, old_public) = config_trust(&w);
+    let _sim = Sim::start(&w, 5, 1.0, 0.0);
+    rotate(&w, &["--rollback", "--yes"])
+        .expect_code(66)
+        .stderr_has("nothing to roll back to");
+    rotate(&w, &["--timeout", "30"]).expect_code(0);
+    let (_, middle_id, _) = config_trust(&w);
+    rotate(&w, &["--rollback"])
+        .expect_code(64)
+        .stderr_has("compromised")
+        .stderr_has("--yes");
+    let out = rotate(&w, &["--rollback", "--yes", "--timeout", "30"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["kind"], "rollback");
+    let (after, id, public) = config_trust(&w);
+    assert_eq!((after, &id, &public), (version + 2, &old_id, &old_public));
+    assert_eq!(key_file_public(&w.path("keys/signing.key")), old_public);
+    assert_eq!(w.list("keys/retired"), vec![middle_id]);
+}
+
+#[test]
+fn a_second_rotation_waits_for_the_first() {
+    let w = World::initialised();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(w.path("keys/.rotate-keys.lock"))
+        .expect("lock file");
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .expect("flock");
+    rotate(&w, &[])
+        .expect_code(75)
+        .stderr_has("another key rotation is running");
+}
+
+#[test]
+fn backups_signed_before_a_rotation_still_verify() {
+    let w = World::initialised();
+    run(w.ops().arg("backup")).expect_code(0);
+    let _sim = Sim::start(&w, 5, 1.0, 0.0);
+    rotate(&w, &["--timeout", "30"]).expect_code(0);
+    run(w.ops().args(["verify", "--all"])).expect_code(0);
+    run(w.ops().arg("backup")).expect_code(0);
+    run(w.ops().args(["verify", "--all"])).expect_code(0);
+    // Without the retired key, the old backup's manifest no longer verifies.
+    std::fs::remove_dir_all(w.path("keys/retired")).expect("remove retired");
+    run(w.ops().args(["verify", "--all"]))
+        .expect_code(65)
+        .stderr_has("nor a retired one");
+}
