@@ -503,8 +503,8 @@ fn refuse_unfinished(journal: &Journal) -> Result<(), OpsError> {
         Some(r) => Err(OpsError::new(
             Exit::TempFail,
             format!(
-                "{} {} (version {} → {}) is unfinished: state {:?} since {}",
-                r.kind, r.rotation_id, r.from.version, r.to.version, r.state, r.updated_at
+                "{} {} (version {} → {}) is unfinished: state {} since {}",
+                r.kind, r.rotation_id, r.from.version, r.to.version, r.state.name(), r.updated_at
             ),
         )
         .hint("finish it with `ransomeye-ops rotate-keys --resume`; `rotate-keys status` shows the details")),
@@ -790,10 +790,10 @@ fn status(ctx: &Context) -> Result<(), OpsError> {
             println!("rotations (newest last):");
             for r in &journal.rotations {
                 println!(
-                    "  {} {} {:?}: version {} → {}, key {} → {}, acked {}/{} (needed {}), started {}{}",
+                    "  {} {} {}: version {} → {}, key {} → {}, acked {}/{} (needed {}), started {}{}",
                     r.kind,
                     r.rotation_id,
-                    r.state,
+                    r.state.name(),
                     r.from.version,
                     r.to.version,
                     r.from.key_id,

@@ -40,6 +40,17 @@ pub enum State {
 }
 
 impl State {
+    /// The name the journal and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Committing => "committing",
+            State::Committed => "committed",
+            State::Aborting => "aborting",
+            State::Aborted => "aborted",
+        }
+    }
+
     /// Whether nothing is left to do.
     pub fn is_final(self) -> bool {
         matches!(self, State::Committed | State::Aborted)
