@@ -230,10 +230,10 @@ fn resume(ctx: &Context, args: &RotateKeysArgs) -> Result<(), OpsError> {
         return print_report(&s, &report, "no unfinished rotation: nothing to resume");
     };
     eprintln!(
-        "resuming {} {} (state {:?}, version {} → {})",
+        "resuming {} {} (state {}, version {} → {})",
         rotation.kind,
         rotation.rotation_id,
-        rotation.state,
+        rotation.state.name(),
         rotation.from.version,
         rotation.to.version
     );
