@@ -243,23 +243,16 @@ fn resume(ctx: &Context, args: &RotateKeysArgs) -> Result<(), OpsError> {
         let old = key_named(&s.keys, &rotation.from, &["signing.key"]);
         match rotation.state {
             State::Pending => {
-                if old.is_none() || key_named(&s.keys, &rotation.to, &[NEXT_KEY]).is_none() {
-                    return abort(
-                        &mut s,
-                        &bus,
-                        "the staged key or the old key is missing".into(),
-                        Exit::TempFail,
-                    )
-                    .await;
-                }
-                if now_unix() >= collection_end(&rotation.update) {
-                    return abort(
-                        &mut s,
-                        &bus,
-                        "interrupted, and its deadline has passed".into(),
-                        Exit::TempFail,
-                    )
-                    .await;
+                let staged = key_named(&s.keys, &rotation.to, &[NEXT_KEY]);
+                let unresumable = if old.is_none() || staged.is_none() {
+                    Some("the staged key or the old key is missing")
+                } else if now_unix() >= collection_end(&rotation.update) {
+                    Some("interrupted, and its deadline has passed")
+                } else {
+                    None
+                };
+                if let Some(reason) = unresumable {
+                    return abort(&mut s, &bus, reason.into(), Exit::TempFail).await;
                 }
                 let agents = active_agents(&mut conn).await?;
                 decide(&mut s, &bus, agents, rotation.update.clone()).await
