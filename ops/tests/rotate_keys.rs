@@ -174,6 +174,30 @@ fn a_quorum_of_85_percent_commits_and_agents_switch() {
     assert!(report["acked"].as_u64().expect("acked") >= 33);
     let rotation = report["rotation_id"].as_str().expect("id").to_string();
 
+    // The update is kept in the JetStream stream for agents that were offline.
+    let seq = report["update_seq"].as_u64().expect("update_seq");
+    let stored: Value = common::block_on(async {
+        let client = async_nats::connect(services().nats_url)
+            .await
+            .expect("nats");
+        let reply = client
+            .request(
+                "$JS.API.STREAM.MSG.GET.RANSOMEYE_TRUST",
+                serde_json::json!({ "seq": seq }).to_string().into(),
+            )
+            .await
+            .expect("stream message");
+        serde_json::from_slice(&reply.payload).expect("JSON reply")
+    });
+    let data = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        stored["message"]["data"].as_str().expect("stored data"),
+    )
+    .expect("base64");
+    let stored: Value = serde_json::from_slice(&data).expect("stored update");
+    assert_eq!(stored["type"], "trust_update");
+    assert_eq!(stored["rotation_id"], rotation.as_str());
+
     let (new_version, new_id, new_public) = config_trust(&w);
     assert_eq!(new_version, version + 1);
     assert_ne!(new_id, old_id);

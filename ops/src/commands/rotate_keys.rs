@@ -83,6 +83,8 @@ struct Report {
     counts: Counts,
     time_to_quorum_ms: Option<f64>,
     publish_to_commit_ms: Option<f64>,
+    /// Sequence of the TrustUpdate in the JetStream stream, where offline agents find it.
+    update_seq: Option<u64>,
     outcome_published: bool,
     journal: PathBuf,
     duration_ms: f64,
@@ -144,6 +146,7 @@ impl Session {
             counts: rotation.map(|r| r.counts.clone()).unwrap_or_default(),
             time_to_quorum_ms: rotation.and_then(|r| r.time_to_quorum_ms),
             publish_to_commit_ms: None,
+            update_seq: None,
             outcome_published: rotation.is_some_and(|r| r.outcome_published),
             journal: self.journal.path().to_path_buf(),
             duration_ms: elapsed_ms(self.started),
@@ -284,7 +287,7 @@ async fn decide(
     let needed = s.quorum.needed(check.active());
     let sub = bus.subscribe_acks(&update.rotation_id).await?;
     let published = Instant::now();
-    bus.publish(&Broadcast::Update(update.clone())).await?;
+    let update_seq = bus.publish(&Broadcast::Update(update.clone())).await?;
     failpoint::hit("rotate-after-publish");
     let remaining = collection_end(&update).saturating_sub(now_unix());
     let deadline = Instant::now() + Duration::from_secs(remaining);
@@ -306,7 +309,7 @@ async fn decide(
     failpoint::hit("rotate-after-decision");
     if quorum {
         commit(s, bus).await?;
-        report_committed(s, Some(elapsed_ms(published)))
+        report_committed(s, Some((elapsed_ms(published), update_seq)))
     } else {
         let reason = no_quorum_reason(&tally, needed, check.active());
         abort(s, bus, reason, Exit::TempFail).await
@@ -661,6 +664,7 @@ fn report_dry_run(
         },
         time_to_quorum_ms: None,
         publish_to_commit_ms: None,
+        update_seq: None,
         outcome_published: false,
         journal: s.journal.path().to_path_buf(),
         duration_ms: elapsed_ms(s.started),
@@ -678,13 +682,15 @@ fn report_dry_run(
     )
 }
 
-/// Reports the latest rotation as committed; `publish_to_commit_ms` when this run published it.
-fn report_committed(s: &Session, publish_to_commit_ms: Option<f64>) -> Result<(), OpsError> {
+/// Reports the latest rotation as committed; `published` (milliseconds from publishing to the
+/// commit, and the update's stream sequence) when this run published the update.
+fn report_committed(s: &Session, published: Option<(f64, u64)>) -> Result<(), OpsError> {
     let Some(r) = s.journal.latest() else {
         return Ok(());
     };
     let mut report = s.report("committed", Some(r));
-    report.publish_to_commit_ms = publish_to_commit_ms;
+    report.publish_to_commit_ms = published.map(|p| p.0);
+    report.update_seq = published.map(|p| p.1);
     print_report(s, &report, &committed_line(r))
 }
 
