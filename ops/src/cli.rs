@@ -229,16 +229,21 @@ pub struct RotateKeysArgs {
     /// Show the state instead of rotating
     #[command(subcommand)]
     pub command: Option<RotateKeysCommand>,
-    /// Seconds to wait for acks (also the update's deadline for agents)
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// Seconds to collect acks (agents keep the pending key 30 s longer, for the commit to reach them)
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), conflicts_with = "resume")]
     pub timeout: u64,
     /// Commit needs acks from strictly more than this fraction of the active agents
-    #[arg(long, value_name = "FRACTION", default_value_t = 0.8)]
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        default_value_t = 0.8,
+        conflicts_with = "resume"
+    )]
     pub quorum: f64,
     /// Check keys, configuration, bus and agents and say what a rotation would need; change nothing
     #[arg(long, conflicts_with = "resume")]
     pub dry_run: bool,
-    /// Finish an interrupted rotation as its journal says
+    /// Finish an interrupted rotation as its journal says (with its quorum and deadline)
     #[arg(long, conflicts_with = "rollback")]
     pub resume: bool,
     /// Rotate back to the previous (retired) key as a new version; needs --yes

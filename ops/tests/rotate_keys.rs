@@ -455,3 +455,39 @@ fn backups_signed_before_a_rotation_still_verify() {
         .expect_code(65)
         .stderr_has("nor a retired one");
 }
+
+#[test]
+fn resume_keeps_the_quorum_the_rotation_started_with() {
+    let w = World::initialised();
+    let before = trust_files(&w);
+    // 18 of 20 ack: enough for the default 0.8, not for the 0.95 this rotation asks for.
+    let _sim = Sim::start(&w, 20, 0.9, 0.0);
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-publish")
+        .args(["rotate-keys", "--timeout", "2", "--quorum", "0.95"]));
+    assert_ne!(crashed.code, 0);
+    rotate(&w, &["--resume", "--quorum", "0.5"]).expect_code(64);
+    rotate(&w, &["--resume"])
+        .expect_code(75)
+        .stderr_has("18 of 20 active agents acked, 20 needed");
+    assert_eq!(trust_files(&w), before);
+}
+
+#[test]
+fn temp_files_of_a_killed_rotation_are_removed_by_the_next_run() {
+    let w = World::initialised();
+    let leftovers = [
+        w.path("keys/.signing.key.next.tmp-abc123"),
+        w.path("keys/.rotation-journal.json.tmp-abc123"),
+        w.config.with_file_name(".kernel.toml.tmp-abc123"),
+    ];
+    for file in &leftovers {
+        std::fs::write(file, b"half written").expect("leftover");
+    }
+    let _sim = Sim::start(&w, 3, 1.0, 0.0);
+    rotate(&w, &["--timeout", "30"]).expect_code(0);
+    for file in &leftovers {
+        assert!(!file.exists(), "{} left", file.display());
+    }
+}

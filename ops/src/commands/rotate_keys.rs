@@ -112,6 +112,7 @@ impl Session {
         let keys = KeyDir::new(&config.keys.dir);
         crate::dirs::check_writable(keys.path(), "[keys] dir")?;
         let lock = RunLock::acquire(keys.path(), "rotate-keys", "key rotation")?;
+        remove_temp_files(keys.path(), &ctx.config_source.path)?;
         let journal = Journal::load(keys.path())?;
         Ok(Session {
             config,
@@ -154,10 +155,14 @@ impl Session {
     }
 }
 
-fn now_unix() -> u64 {
+fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn now_unix() -> u64 {
+    since_epoch().as_secs()
 }
 
 fn side(version: u64, key: &SigningKey) -> Side {
@@ -205,7 +210,8 @@ fn new_rotation(ctx: &Context, args: &RotateKeysArgs, kind: Kind) -> Result<(), 
         };
         stage_next_key(&s.keys, &new)?;
         failpoint::hit("rotate-after-stage");
-        let issued_at = now_unix();
+        // Rounded up, so agents always get at least the whole timeout plus the grace.
+        let issued_at = now_unix() + 1;
         let update = TrustUpdate::new(
             RotationId::generate().ok_or_else(|| OpsError::from(KeyError::Random))?,
             s.config.trust.version + 1,
@@ -219,9 +225,11 @@ fn new_rotation(ctx: &Context, args: &RotateKeysArgs, kind: Kind) -> Result<(), 
             side(s.config.trust.version, &old),
             side(update.version, &new),
             update.clone(),
+            s.quorum.fraction(),
         ))?;
         failpoint::hit("rotate-after-journal");
-        decide(&mut s, &bus, agents, update).await
+        let collect_for = s.timeout;
+        decide(&mut s, &bus, agents, update, collect_for).await
     })
 }
 
@@ -247,18 +255,22 @@ fn resume(ctx: &Context, args: &RotateKeysArgs) -> Result<(), OpsError> {
         match rotation.state {
             State::Pending => {
                 let staged = key_named(&s.keys, &rotation.to, &[NEXT_KEY]);
+                let left = collection_left(&rotation.update);
                 let unresumable = if old.is_none() || staged.is_none() {
                     Some("the staged key or the old key is missing")
-                } else if now_unix() >= collection_end(&rotation.update) {
-                    Some("interrupted, and its deadline has passed")
+                } else if left.is_zero() {
+                    Some("interrupted, and its time to collect acks has passed")
                 } else {
                     None
                 };
                 if let Some(reason) = unresumable {
                     return abort(&mut s, &bus, reason.into(), Exit::TempFail).await;
                 }
+                // The quorum the rotation was started with, whatever this run's default.
+                s.quorum = Quorum::new(rotation.quorum)
+                    .map_err(|m| OpsError::new(Exit::Data, format!("journal: {m}")))?;
                 let agents = active_agents(&mut conn).await?;
-                decide(&mut s, &bus, agents, rotation.update.clone()).await
+                decide(&mut s, &bus, agents, rotation.update.clone(), left).await
             }
             State::Committing => {
                 commit(&mut s, &bus).await?;
@@ -282,6 +294,7 @@ async fn decide(
     bus: &TrustBus,
     agents: HashMap<AgentId, Vec<u8>>,
     update: TrustUpdate,
+    collect_for: Duration,
 ) -> Result<(), OpsError> {
     let check = Arc::new(AckCheck::new(&update, agents));
     let needed = s.quorum.needed(check.active());
@@ -289,8 +302,7 @@ async fn decide(
     let published = Instant::now();
     let update_seq = bus.publish(&Broadcast::Update(update.clone())).await?;
     failpoint::hit("rotate-after-publish");
-    let remaining = collection_end(&update).saturating_sub(now_unix());
-    let deadline = Instant::now() + Duration::from_secs(remaining);
+    let deadline = Instant::now() + collect_for;
     let progress = progress_bar(s.json, check.active(), needed);
     let tally = bus::collect(sub, Arc::clone(&check), needed, deadline, &progress).await;
     progress.finish_and_clear();
@@ -316,9 +328,11 @@ async fn decide(
     }
 }
 
-/// When ack collection for `update` stops (Unix seconds): the deadline minus the commit's grace.
-fn collection_end(update: &TrustUpdate) -> u64 {
-    update.deadline.saturating_sub(COMMIT_GRACE_SECS)
+/// How much of `update`'s time to collect acks is left: collection ends at the deadline minus
+/// the commit's grace.
+fn collection_left(update: &TrustUpdate) -> Duration {
+    Duration::from_secs(update.deadline.saturating_sub(COMMIT_GRACE_SECS))
+        .saturating_sub(since_epoch())
 }
 
 fn no_quorum_reason(tally: &Tally, needed: usize, active: usize) -> String {
@@ -490,6 +504,26 @@ async fn abort(
     })?;
     Err(OpsError::new(exit, format!("rotation {} aborted: {reason}", rotation.rotation_id))
         .hint("the old key is still the trust root and nothing else changed; check agents with `ransomeye-ops health`, then rotate again"))
+}
+
+/// Removes the atomic writer's temp files a killed rotation left: of the staged key, the journal,
+/// a retired key and the configuration. Called with the rotation lock held.
+fn remove_temp_files(keys: &Path, config: &Path) -> Result<(), OpsError> {
+    crate::dirs::remove_temp_files(keys, ".signing.key")?;
+    crate::dirs::remove_temp_files(keys, &format!(".{}", journal::FILE_NAME))?;
+    let retired = keys.join(RETIRED_DIR);
+    if retired.is_dir() {
+        crate::dirs::remove_temp_files(&retired, ".")?;
+    }
+    if let (Some(dir), Some(name)) = (config.parent(), config.file_name()) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        crate::dirs::remove_temp_files(dir, &format!(".{}", name.to_string_lossy()))?;
+    }
+    Ok(())
 }
 
 /// Refuses to start while the journal's latest rotation is unfinished.

@@ -96,6 +96,8 @@ pub struct Rotation {
     pub to: Side,
     /// The exact TrustUpdate published, so a resume re-publishes the same bytes.
     pub update: TrustUpdate,
+    /// The quorum fraction the rotation was started with (a resume keeps it).
+    pub quorum: f64,
     /// When it started (RFC 3339).
     pub started_at: String,
     /// Last change (RFC 3339).
@@ -205,7 +207,7 @@ impl Journal {
 }
 
 /// A new rotation record in state `pending`.
-pub fn pending(kind: &str, from: Side, to: Side, update: TrustUpdate) -> Rotation {
+pub fn pending(kind: &str, from: Side, to: Side, update: TrustUpdate, quorum: f64) -> Rotation {
     let now = now_rfc3339();
     Rotation {
         rotation_id: update.rotation_id.to_string(),
@@ -214,6 +216,7 @@ pub fn pending(kind: &str, from: Side, to: Side, update: TrustUpdate) -> Rotatio
         from,
         to,
         update,
+        quorum,
         started_at: now.clone(),
         updated_at: now,
         counts: Counts::default(),
