@@ -613,8 +613,13 @@ fn check_config_writable(path: &Path) -> Result<(), OpsError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Named like the atomic writer's temp files of the configuration, so that a probe left by a
+    // kill is removed with them.
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     tempfile::Builder::new()
-        .prefix(".tmp-rotate-probe-")
+        .prefix(&format!(".{name}{}probe-", ransomeye_kernel::atomic_file::TEMP_MARKER))
         .tempfile_in(&dir)
         .map(drop)
         .map_err(|e| {

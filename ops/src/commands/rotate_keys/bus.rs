@@ -6,6 +6,7 @@
 //! async-nats' typed JetStream client, whose replies do not all parse against nats-server 2.9;
 //! publishing is a request on the subject, answered by JetStream with `{"stream":…,"seq":…}`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -175,14 +176,21 @@ pub async fn collect(
     let (raw_tx, raw_rx) = mpsc::channel::<Bytes>();
     let raw_rx = Arc::new(Mutex::new(raw_rx));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Set once collection ends, so the workers do not verify acks nobody will count while the
+    // commit needs the CPU.
+    let stop = Arc::new(AtomicBool::new(false));
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     for _ in 0..workers {
         let raw_rx = Arc::clone(&raw_rx);
         let done_tx = done_tx.clone();
         let check = Arc::clone(&check);
+        let stop = Arc::clone(&stop);
         std::thread::spawn(move || loop {
             let next = raw_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
             let Ok(payload) = next else { break };
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             if done_tx.send(check.verify(&payload)).is_err() {
                 break;
             }
@@ -217,7 +225,7 @@ pub async fn collect(
     if tally.acked >= needed {
         tally.time_to_quorum = Some(started.elapsed());
     }
-    // Dropping the sender ends the workers once they finish what they hold.
+    stop.store(true, Ordering::Relaxed);
     drop(raw_tx);
     let _ = sub.unsubscribe().await;
     tally
