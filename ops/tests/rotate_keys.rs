@@ -491,3 +491,30 @@ fn temp_files_of_a_killed_rotation_are_removed_by_the_next_run() {
         assert!(!file.exists(), "{} left", file.display());
     }
 }
+
+#[test]
+fn a_read_only_configuration_directory_is_refused_before_anything_is_generated() {
+    let w = World::initialised();
+    let ro = w.path("ro-etc");
+    std::fs::create_dir(&ro).expect("mkdir");
+    let _disk = common::SmallDisk::mount(&ro, "64k");
+    let config = ro.join("kernel.toml");
+    std::fs::copy(&w.config, &config).expect("copy config");
+    let status = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&ro)
+        .status()
+        .expect("remount");
+    assert!(status.success(), "remount read-only failed");
+    let before = trust_files(&w);
+    let out = run(Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["rotate-keys", "--timeout", "5"])
+        .env_remove("RANSOMEYE_CONFIG"));
+    out.expect_code(74)
+        .stderr_has("is not writable")
+        .stderr_has("nothing was generated or published");
+    assert_eq!(trust_files(&w), before);
+    assert!(!w.path("keys/rotation-journal.json").exists());
+}
