@@ -56,30 +56,22 @@
 
 _ROT_KNOWN_KEYS_ENTRIES="archive.key backup.key signing.key signing.key.next rotation-journal.json .rotate-keys.lock retired"
 
-_rot_err() {
-    printf 'error: %s\n' "$1" >&2
-    if [[ -n "${2:-}" ]]; then
-        printf 'hint: %s\n' "$2" >&2
-    fi
-    return 1
-}
-
 rot_build() {
     local work="${1:?rot_build WORK}" target_dir b
     if ! cargo build --release -q -p ransomeye-ops -p ransomeye-agent-sim; then
-        _rot_err "cargo build --release -p ransomeye-ops -p ransomeye-agent-sim failed" "see the compiler output above"
+        _sb_err "cargo build --release -p ransomeye-ops -p ransomeye-agent-sim failed" "see the compiler output above"
         return 1
     fi
     # cargo metadata follows CARGO_TARGET_DIR and .cargo/config, as the build did.
     target_dir="$(cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" || {
-        _rot_err "cargo metadata failed" "run: cargo metadata --format-version 1 --no-deps"
+        _sb_err "cargo metadata failed" "run: cargo metadata --format-version 1 --no-deps"
         return 1
     }
     # Private copies: a rebuild in the workspace during the runs must not change what is measured.
     for b in ransomeye-ops ransomeye-agent-sim; do
         [[ -x "$target_dir/release/$b" ]] || {
-            _rot_err "$target_dir/release/$b not built" "check the output of: cargo build --release -p $b"
+            _sb_err "$target_dir/release/$b not built" "check the output of: cargo build --release -p $b"
             return 1
         }
         cp "$target_dir/release/$b" "$work/$b" || return 1
@@ -108,16 +100,16 @@ rot_drop_db() {
 rot_fresh_db() {
     local admin="$1" name="$2"
     rot_drop_db "$admin" "$name" || {
-        _rot_err "cannot drop database $name" "DATABASE_URL must be a superuser URL"
+        _sb_err "cannot drop database $name" "DATABASE_URL must be a superuser URL"
         return 1
     }
     psql "$admin" -X -q -At -v ON_ERROR_STOP=1 -c "CREATE DATABASE $name" >/dev/null || {
-        _rot_err "cannot create database $name" "DATABASE_URL must be a superuser URL"
+        _sb_err "cannot create database $name" "DATABASE_URL must be a superuser URL"
         return 1
     }
     ROT_DB_URL="$(rot_db_url "$admin" "$name")"
     psql "$ROT_DB_URL" -X -q -At -v ON_ERROR_STOP=1 -f schema/platform.sql >/dev/null || {
-        _rot_err "loading schema/platform.sql into $name failed" "see the psql output above"
+        _sb_err "loading schema/platform.sql into $name failed" "see the psql output above"
         return 1
     }
 }
@@ -129,7 +121,7 @@ rot_init() {
     if ! out="$("$ROT_OPS" --config "$ROT_CFG" init --database-url "$db_url" --nats-url "$NATS_URL" \
         --keys-dir "$ROT_KEYS" --archive-dir "$dir/archive" --backup-dir "$dir/backup" 2>&1)"; then
         printf '%s\n' "$out" >&2
-        _rot_err "ransomeye-ops init failed" "see its output above"
+        _sb_err "ransomeye-ops init failed" "see its output above"
         return 1
     fi
 }
@@ -153,7 +145,7 @@ rot_sim_start() {
     exec {ROT_SIM_FD}<"$dir/sim.fifo"
     rm -f "$dir/sim.fifo"
     if ! rot_sim_read_until '^ready$' 300; then
-        _rot_err "the simulator (${agents} agents) did not become ready" \
+        _sb_err "the simulator (${agents} agents) did not become ready" \
             "its own error is above; it needs the database named in $ROT_CFG (with the schema) and nats-server at $NATS_URL"
         return 1
     fi
@@ -170,7 +162,7 @@ rot_sim_read_until() {
         now=${EPOCHSECONDS:-$(date +%s)}
         left=$((end - now))
         if ((left <= 0)); then
-            _rot_err "no simulator line matching /$ere/ within ${secs}s" "its output so far: $ROT_SIM_LOG, stderr: $ROT_SIM_ERR"
+            _sb_err "no simulator line matching /$ere/ within ${secs}s" "its output so far: $ROT_SIM_LOG, stderr: $ROT_SIM_ERR"
             return 1
         fi
         rc=0
@@ -179,7 +171,7 @@ rot_sim_read_until() {
             continue # timed out: the loop says so
         elif ((rc != 0)); then
             [[ -n "$line" ]] && printf '%s\n' "$line" >>"$ROT_SIM_LOG"
-            _rot_err "the simulator closed its stdout (exited?); its stderr: $ROT_SIM_ERR" \
+            _sb_err "the simulator closed its stdout (exited?); its stderr: $ROT_SIM_ERR" \
                 "$(tail -n 3 "$ROT_SIM_ERR" 2>/dev/null | tr '\n' ' ')"
             return 1
         fi

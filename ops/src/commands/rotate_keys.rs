@@ -733,22 +733,36 @@ fn report_committed(s: &Session, published: Option<(f64, u64)>) -> Result<(), Op
     print_report(s, &report, &committed_line(r))
 }
 
-fn committed_line(r: &Rotation) -> String {
-    let ignored: u64 = r.counts.ignored.values().sum();
+/// "version 1 → 2, key a → b, acked 9/10 (needed 9)": what a rotation did, in one phrase.
+fn summary(r: &Rotation) -> String {
     format!(
-        "committed {} {}: trust version {} → {}, key {} → {}\n  {} of {} active agents acked ({} needed){}; {} acks did not count{}",
-        r.kind,
-        r.rotation_id,
+        "version {} → {}, key {} → {}, acked {}/{} (needed {})",
         r.from.version,
         r.to.version,
         r.from.key_id,
         r.to.key_id,
         r.counts.acked,
         r.counts.active,
-        r.counts.needed,
-        r.time_to_quorum_ms.map(|ms| format!(" in {:.0} ms", ms)).unwrap_or_default(),
+        r.counts.needed
+    )
+}
+
+fn committed_line(r: &Rotation) -> String {
+    let ignored: u64 = r.counts.ignored.values().sum();
+    format!(
+        "committed {} {}: {}{}; {} acks did not count{}",
+        r.kind,
+        r.rotation_id,
+        summary(r),
+        r.time_to_quorum_ms
+            .map(|ms| format!(" in {ms:.0} ms"))
+            .unwrap_or_default(),
         ignored,
-        if ignored > 0 { format!(" ({})", ignored_summary(&r.counts.ignored)) } else { String::new() }
+        if ignored > 0 {
+            format!(" ({})", ignored_summary(&r.counts.ignored))
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -828,19 +842,16 @@ fn status(ctx: &Context) -> Result<(), OpsError> {
             println!("rotations (newest last):");
             for r in &journal.rotations {
                 println!(
-                    "  {} {} {}: version {} → {}, key {} → {}, acked {}/{} (needed {}), started {}{}",
+                    "  {} {} {}: {}, started {}{}",
                     r.kind,
                     r.rotation_id,
                     r.state.name(),
-                    r.from.version,
-                    r.to.version,
-                    r.from.key_id,
-                    r.to.key_id,
-                    r.counts.acked,
-                    r.counts.active,
-                    r.counts.needed,
+                    summary(r),
                     r.started_at,
-                    r.reason.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
+                    r.reason
+                        .as_ref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
                 );
             }
         }
