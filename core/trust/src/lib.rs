@@ -21,6 +21,8 @@ mod agent;
 mod codec;
 mod message;
 mod quorum;
+#[cfg(test)]
+mod tests;
 
 pub use agent::{AgentTrust, Applied, Pending};
 pub use codec::{AgentId, RotationId};
