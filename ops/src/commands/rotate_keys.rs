@@ -369,11 +369,7 @@ async fn commit(s: &mut Session, bus: &TrustBus) -> Result<(), OpsError> {
     };
     // 1. The configuration: the commit point.
     if let Err(err) = write_trust_config(&s.config_path, &rotation.to) {
-        let on_disk = Config::load(&ransomeye_kernel::config::ConfigSource {
-            path: s.config_path.clone(),
-            origin: "--config",
-        })
-        .ok();
+        let on_disk = load_config(&s.config_path).ok();
         if on_disk.map_or(true, |c| c.trust.key_id != rotation.to.key_id) {
             let reason = format!("the configuration could not be written: {}", err.what);
             s.journal.update(|r| {
@@ -466,6 +462,17 @@ async fn abort(
     let Some(rotation) = s.journal.latest().cloned() else {
         return Ok(());
     };
+    if load_config(&s.config_path).is_ok_and(|c| c.trust.key_id == rotation.to.key_id) {
+        // Removing the staged key now would leave the configuration naming a key nobody holds.
+        return Err(OpsError::new(
+            Exit::Software,
+            format!(
+                "rotation {} cannot be aborted: the configuration already names its new key {}",
+                rotation.rotation_id, rotation.to.key_id
+            ),
+        )
+        .hint("nothing was removed; `rotate-keys status` shows the keys, and the journal must be repaired by hand"));
+    }
     if rotation.state != State::Aborting {
         s.journal.update(|r| {
             r.state = State::Aborting;
@@ -634,13 +641,17 @@ fn check_config_writable(path: &Path) -> Result<(), OpsError> {
         })
 }
 
-/// Rewrites `[trust]` in the configuration file (atomic, keeps mode and owner).
-fn write_trust_config(path: &Path, to: &Side) -> Result<(), OpsError> {
-    let source = ransomeye_kernel::config::ConfigSource {
+/// The configuration file as it is on disk now, without environment overrides.
+fn load_config(path: &Path) -> Result<Config, ransomeye_kernel::config::ConfigError> {
+    Config::load(&ransomeye_kernel::config::ConfigSource {
         path: path.to_path_buf(),
         origin: "--config",
-    };
-    let mut config = Config::load(&source)?;
+    })
+}
+
+/// Rewrites `[trust]` in the configuration file (atomic, keeps mode and owner).
+fn write_trust_config(path: &Path, to: &Side) -> Result<(), OpsError> {
+    let mut config = load_config(path)?;
     if config.trust.key_id == to.key_id && config.trust.version == to.version {
         return Ok(());
     }
