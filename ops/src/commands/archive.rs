@@ -93,7 +93,7 @@ struct Job {
     vacuum: bool,
     archive_key: SymmetricKey,
     signing_key: SigningKey,
-    trust_public_key: crate::trust::TrustKeys,
+    trust_keys: crate::trust::TrustKeys,
     /// Machine output: no progress display.
     json: bool,
 }
@@ -139,7 +139,7 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         report.file = Some(path.clone());
 
         let phase = Instant::now();
-        verify_archive(&path, &manifest, &job.archive_key, &job.trust_public_key).await?;
+        verify_archive(&path, &manifest, &job.archive_key, &job.trust_keys).await?;
         report.phases_ms.verify = elapsed_ms(phase);
 
         let phase = Instant::now();
@@ -164,7 +164,7 @@ impl Job {
         let dir = config.archive.dir.clone();
         crate::dirs::check_writable(&dir, "[archive] dir")?;
         let keys = KeyDir::new(&config.keys.dir);
-        let trust_public_key = crate::trust::verifying_keys(config)?;
+        let trust_keys = crate::trust::verifying_keys(config)?;
         let signing_key = crate::trust::signing_key(config)?;
         Ok(Job {
             dir,
@@ -176,7 +176,7 @@ impl Job {
             vacuum: !opts.no_vacuum,
             archive_key: keys.load_symmetric(KeyPurpose::Archive)?,
             signing_key,
-            trust_public_key,
+            trust_keys,
             json,
         })
     }
@@ -309,7 +309,7 @@ async fn finish_interrupted(
             continue;
         }
         tracing::warn!(file = %archive.display(), "completing an interrupted archive run");
-        verify_archive(&archive, &manifest, &job.archive_key, &job.trust_public_key)
+        verify_archive(&archive, &manifest, &job.archive_key, &job.trust_keys)
             .await
             .map_err(|e| e.hint("an interrupted archive does not verify, so its rows were not deleted; investigate before rerunning"))?;
         prune(conn, job, shape, &archive, manifest).await?;
@@ -575,11 +575,11 @@ async fn verify_archive(
     path: &Path,
     manifest: &Manifest,
     key: &SymmetricKey,
-    trust_public_key: &crate::trust::TrustKeys,
+    trust_keys: &crate::trust::TrustKeys,
 ) -> Result<(), OpsError> {
     let shown = path.display().to_string();
     manifest
-        .verify_signature(trust_public_key)
+        .verify_signature(trust_keys)
         .map_err(|m| OpsError::new(Exit::Data, format!("{shown}: {m}")))?;
     if manifest.body.archive_key_id != key.id().to_string() {
         return Err(OpsError::new(

@@ -96,7 +96,7 @@ struct Job {
     database_url: String,
     backup_key: SymmetricKey,
     signing_key: SigningKey,
-    trust_public_key: crate::trust::TrustKeys,
+    trust_keys: crate::trust::TrustKeys,
     json: bool,
 }
 
@@ -122,7 +122,7 @@ impl Job {
             database_url: config.database.url.clone(),
             backup_key: KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?,
             signing_key: crate::trust::signing_key(config)?,
-            trust_public_key: crate::trust::verifying_keys(config)?,
+            trust_keys: crate::trust::verifying_keys(config)?,
             json: ctx.json,
         })
     }
@@ -212,7 +212,7 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         if crate::failpoint::armed("backup-damage-before-verify") {
             damage_for_test(&paths.dump)?;
         }
-        if let Err(e) = check::verify(&paths, &job.backup_key, &job.trust_public_key, &tools) {
+        if let Err(e) = check::verify(&paths, &job.backup_key, &job.trust_keys, &tools) {
             // A backup that does not read back is not a backup: unmake it (manifest first) so
             // that nothing relies on it, retention least of all.
             remove_backup(&job.dir, &paths)?;
@@ -489,7 +489,7 @@ fn previous_entries(job: &Job) -> Result<Vec<Entry>, OpsError> {
         let Ok(m) = manifest::read(paths) else {
             continue;
         };
-        if m.verify_signature(&job.trust_public_key).is_err() {
+        if m.verify_signature(&job.trust_keys).is_err() {
             continue;
         }
         let mut holders = std::collections::HashMap::new();
@@ -499,7 +499,7 @@ fn previous_entries(job: &Job) -> Result<Vec<Entry>, OpsError> {
             .into_iter()
             .filter(|e| {
                 *holders.entry(e.stored_in.clone()).or_insert_with(|| {
-                    check::quick(&Paths::new(&job.dir, &e.stored_in), &job.trust_public_key).is_ok()
+                    check::quick(&Paths::new(&job.dir, &e.stored_in), &job.trust_keys).is_ok()
                 })
             })
             .collect();
@@ -591,7 +591,7 @@ fn apply_retention(job: &Job, newest: &str) -> Result<(Vec<String>, Vec<String>)
     let mut good = Vec::new();
     let mut unverified = Vec::new();
     for paths in manifest::list(&job.dir)? {
-        match check::quick(&paths, &job.trust_public_key) {
+        match check::quick(&paths, &job.trust_keys) {
             Ok(m) => good.push((paths, m)),
             Err(_) => unverified.push(paths.name),
         }

@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
         let plan = Plan {
             paths: paths.clone(),
             key: &key,
-            trust_public_key: trust,
+            trust_keys: trust,
             tools: Tools::new(config.backup.pg_bin_dir.clone()),
             target_url,
             files_to: None,

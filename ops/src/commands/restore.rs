@@ -36,7 +36,7 @@ use crate::utils::{elapsed_ms, print_json, runtime};
 pub(crate) struct Plan<'a> {
     pub paths: Paths,
     pub key: &'a SymmetricKey,
-    pub trust_public_key: crate::trust::TrustKeys,
+    pub trust_keys: crate::trust::TrustKeys,
     pub tools: Tools,
     pub target_url: String,
     pub files_to: Option<PathBuf>,
@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
     let plan = Plan {
         paths: check::locate(&args.backup, &config.backup.dir)?,
         key: &key,
-        trust_public_key: crate::trust::verifying_keys(&config)?,
+        trust_keys: crate::trust::verifying_keys(&config)?,
         tools: Tools::new(config.backup.pg_bin_dir.clone()),
         target_url: args.target_database_url.clone(),
         files_to: args.files_to.as_deref().map(crate::utils::absolute),
@@ -129,7 +129,7 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     // bundle beside it, and pg_restore gets the dump's last bytes (without which it can neither
     // finish nor commit) only once both checked out (see `check::pipe_dump`). So a damaged
     // backup restores nothing, and each file is read once.
-    let manifest = check::quick(&plan.paths, &plan.trust_public_key)?;
+    let manifest = check::quick(&plan.paths, &plan.trust_keys)?;
     check::check_key(&plan.paths, &manifest, plan.key)?;
     outcome.verify_ms = elapsed_ms(phase);
     outcome.backup = manifest.body.name.clone();
@@ -162,9 +162,8 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
             cmd.args(["--clean", "--if-exists"]);
         }
         std::thread::scope(|scope| {
-            let bundle = scope.spawn(|| {
-                check::verify_bundle(&plan.paths, &manifest, plan.key, &plan.trust_public_key)
-            });
+            let bundle = scope
+                .spawn(|| check::verify_bundle(&plan.paths, &manifest, plan.key, &plan.trust_keys));
             let release = || {
                 bundle
                     .join()
@@ -281,7 +280,7 @@ fn restore_files(
     for (holder, wanted) in by_backup {
         let holder_paths = Paths::new(dir, holder);
         if holder != manifest.body.name {
-            let m = check::quick(&holder_paths, &plan.trust_public_key)?;
+            let m = check::quick(&holder_paths, &plan.trust_keys)?;
             check::check_key(&holder_paths, &m, plan.key)?;
         }
         let mut reader = SealedReader::open(&holder_paths.files, plan.key)?;

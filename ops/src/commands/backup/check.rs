@@ -82,12 +82,9 @@ pub fn locate(arg: &Path, dir: &Path) -> Result<Paths, OpsError> {
 
 /// The quick check: the manifest parses and its signature verifies against the trust key, and
 /// both files exist with the sizes it records.
-pub fn quick(
-    paths: &Paths,
-    trust_public_key: &crate::trust::TrustKeys,
-) -> Result<Manifest, OpsError> {
+pub fn quick(paths: &Paths, trust_keys: &crate::trust::TrustKeys) -> Result<Manifest, OpsError> {
     let m = manifest::read(paths)?;
-    m.verify_signature(trust_public_key).map_err(|why| {
+    m.verify_signature(trust_keys).map_err(|why| {
         OpsError::new(Exit::Data, format!("{}: {why}", paths.manifest.display()))
             .hint("do not trust this backup; use another one")
     })?;
@@ -149,17 +146,17 @@ pub fn compare_sealed(path: &Path, expected: &SealedFile, got: &Digests) -> Resu
 pub fn verify(
     paths: &Paths,
     key: &SymmetricKey,
-    trust_public_key: &crate::trust::TrustKeys,
+    trust_keys: &crate::trust::TrustKeys,
     tools: &Tools,
 ) -> Result<Manifest, OpsError> {
-    let m = quick(paths, trust_public_key)?;
+    let m = quick(paths, trust_keys)?;
     check_key(paths, &m, key)?;
     let pg_restore = tools.pg_restore(&m.body.pg_dump_version)?;
     let mut list = pg_restore.command();
     list.arg("--list");
     // The bundle is read beside the dump, which takes most of the time.
     std::thread::scope(|scope| {
-        let bundle = scope.spawn(|| verify_bundle(paths, &m, key, trust_public_key));
+        let bundle = scope.spawn(|| verify_bundle(paths, &m, key, trust_keys));
         let dump = pipe_dump(paths, &m, key, list, Stdio::null(), || Ok(()));
         let bundle = bundle
             .join()
@@ -264,7 +261,7 @@ pub fn verify_bundle(
     paths: &Paths,
     m: &Manifest,
     key: &SymmetricKey,
-    trust_public_key: &crate::trust::TrustKeys,
+    trust_keys: &crate::trust::TrustKeys,
 ) -> Result<(), OpsError> {
     let mut reader = SealedReader::open(&paths.files, key)?;
     let mut intel = None;
@@ -326,7 +323,7 @@ pub fn verify_bundle(
             paths.manifest.parent().unwrap_or(Path::new(".")),
             &e.stored_in,
         );
-        let held = quick(&older, trust_public_key).ok().is_some_and(|om| {
+        let held = quick(&older, trust_keys).ok().is_some_and(|om| {
             om.body.entries.iter().any(|o| {
                 o.path == e.path
                     && o.sha256 == e.sha256
