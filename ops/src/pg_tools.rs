@@ -149,23 +149,6 @@ pub fn split_password(url: &str) -> (String, Option<String>) {
     )
 }
 
-/// `url` with its database name replaced by `database` (a plain identifier).
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[after_scheme..].find('/') {
-        Some(slash) => &base[..after_scheme + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{database}?{q}"),
-        None => format!("{base}/{database}"),
-    }
-}
-
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -231,19 +214,6 @@ mod tests {
         );
         assert_eq!(parse_major("pg_restore (PostgreSQL) 9.6.24"), Some(9));
         assert_eq!(parse_major("no version here"), None);
-    }
-
-    #[test]
-    fn database_names_are_replaced() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/prod?sslmode=require", "drill"),
-            "postgres://u:p@h:5432/drill?sslmode=require"
-        );
-        assert_eq!(with_database("postgres://h", "drill"), "postgres://h/drill");
-        assert_eq!(
-            with_database("postgres://h/", "drill"),
-            "postgres://h/drill"
-        );
     }
 
     #[test]

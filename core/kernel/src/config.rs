@@ -572,6 +572,23 @@ pub fn redact_url(url: &str) -> String {
     format!("{}{authority}{rest}", &url[..scheme_end])
 }
 
+/// `url` with its database name replaced by `database` (a plain identifier).
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[after_scheme..].find('/') {
+        Some(slash) => &base[..after_scheme + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,6 +747,19 @@ public_key = "{PK}"
         assert_eq!(
             redact_url("postgres://db/x?user=a@b"),
             "postgres://db/x?user=a@b"
+        );
+    }
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/prod?sslmode=require", "drill"),
+            "postgres://u:p@h:5432/drill?sslmode=require"
+        );
+        assert_eq!(with_database("postgres://h", "drill"), "postgres://h/drill");
+        assert_eq!(
+            with_database("postgres://h/", "drill"),
+            "postgres://h/drill"
         );
     }
 }

@@ -17,8 +17,8 @@ use super::Context;
 use crate::cli::DrillArgs;
 use crate::db;
 use crate::error::{Exit, OpsError};
-use crate::pg_tools::with_database;
 use crate::utils::{elapsed_ms, print_json, runtime};
+use ransomeye_kernel::config::with_database;
 
 /// Runs `drill`.
 pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {

@@ -20,22 +20,7 @@ pub fn database_url() -> String {
     })
 }
 
-/// Replaces the database name in a PostgreSQL URL.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{db}?{q}"),
-        None => format!("{host_part}/{db}"),
-    }
-}
+pub use ransomeye_kernel::config::with_database;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
