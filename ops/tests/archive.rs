@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{run, stdout_bytes, SmallDisk, World};
+use common::{kill_after, run, stdout_bytes, SmallDisk, World};
 
 /// 600 rows, one every 2.4 hours over 60 days; ids 1..=600, the oldest first... in reverse:
 /// row g is g*2.4 h old, so rows with g > 300 are older than 30 days.
@@ -509,17 +509,11 @@ fn sigkill_at_spread_moments_then_rerun_loses_and_duplicates_nothing() {
         let w = World::initialised();
         seed(&w, 3000);
         let original = all_ids(&w);
-        let mut child = w
-            .ops()
-            .args(["archive", "--days", "30", "--batch-size", "100"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        // The kill moment is the experiment's variable, not a synchronisation.
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().expect("wait");
+        kill_after(
+            w.ops()
+                .args(["archive", "--days", "30", "--batch-size", "100"]),
+            std::time::Duration::from_millis(delay_ms),
+        );
         run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
         run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
         assert_eq!(

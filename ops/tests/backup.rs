@@ -5,7 +5,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{run, stdout_bytes, SmallDisk, TestDb, World};
+use common::{kill_after, run, stdout_bytes, SmallDisk, TestDb, World};
 
 /// A world with audit rows, an intel graph, an artifacts directory and an extra config file.
 fn world() -> World {
@@ -573,17 +573,10 @@ fn sigkill_during_backup_leaves_only_verifiable_backups_and_the_next_one_succeed
     // The long version is scripts/crash-backup; this is the handful.
     for delay_ms in [0u64, 30, 60, 120, 240] {
         let w = world();
-        let mut child = w
-            .ops()
-            .arg("backup")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        // The kill moment is the experiment's variable, not a synchronisation.
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().expect("wait");
+        kill_after(
+            w.ops().arg("backup"),
+            std::time::Duration::from_millis(delay_ms),
+        );
         for name in backups(&w) {
             run(w.ops().args(["verify", &name])).expect_code(0);
         }

@@ -282,6 +282,19 @@ pub fn stdout_bytes(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
+/// Starts `cmd` with its output discarded and SIGKILLs it after `delay`. The kill moment is the
+/// crash tests' variable, not a synchronisation.
+pub fn kill_after(cmd: &mut Command, delay: std::time::Duration) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    child.wait().expect("wait");
+}
+
 /// Runs a prepared command and collects its output.
 pub fn run(cmd: &mut Command) -> Run {
     Run::from(cmd.output().expect("run ransomeye-ops"))
