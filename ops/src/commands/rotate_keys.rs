@@ -307,24 +307,25 @@ async fn decide(
     let tally = bus::collect(sub, Arc::clone(&check), needed, deadline, &progress).await;
     progress.finish_and_clear();
     let counts = counts(check.active(), needed, &tally);
-    let quorum = tally.acked >= needed;
+    let no_quorum =
+        (tally.acked < needed).then(|| no_quorum_reason(&tally, needed, check.active()));
     s.journal.update(|r| {
         r.counts = counts;
         r.time_to_quorum_ms = tally.time_to_quorum.map(|d| d.as_secs_f64() * 1000.0);
-        if quorum {
-            r.state = State::Committing;
+        r.state = if no_quorum.is_some() {
+            State::Aborting
         } else {
-            r.state = State::Aborting;
-            r.reason = Some(no_quorum_reason(&tally, needed, check.active()));
-        }
+            State::Committing
+        };
+        r.reason.clone_from(&no_quorum);
     })?;
     failpoint::hit("rotate-after-decision");
-    if quorum {
-        commit(s, bus).await?;
-        report_committed(s, Some((elapsed_ms(published), update_seq)))
-    } else {
-        let reason = no_quorum_reason(&tally, needed, check.active());
-        abort(s, bus, reason, Exit::TempFail).await
+    match no_quorum {
+        None => {
+            commit(s, bus).await?;
+            report_committed(s, Some((elapsed_ms(published), update_seq)))
+        }
+        Some(reason) => abort(s, bus, reason, Exit::TempFail).await,
     }
 }
 
@@ -701,23 +702,13 @@ fn report_dry_run(
     active: usize,
     needed: usize,
 ) -> Result<(), OpsError> {
-    let report = Report {
-        status: "dry_run",
-        rotation_id: None,
-        kind: Some(kind.name().into()),
-        from: Some(side(s.config.trust.version, old)),
-        to: None,
-        counts: Counts {
-            active,
-            needed,
-            ..Counts::default()
-        },
-        time_to_quorum_ms: None,
-        publish_to_commit_ms: None,
-        update_seq: None,
-        outcome_published: false,
-        journal: s.journal.path().to_path_buf(),
-        duration_ms: elapsed_ms(s.started),
+    let mut report = s.report("dry_run", None);
+    report.kind = Some(kind.name().into());
+    report.from = Some(side(s.config.trust.version, old));
+    report.counts = Counts {
+        active,
+        needed,
+        ..Counts::default()
     };
     print_report(
         s,
