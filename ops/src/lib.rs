@@ -11,6 +11,7 @@ pub mod db;
 pub mod dirs;
 pub mod error;
 pub mod failpoint;
+pub mod follow;
 pub mod pg_tools;
 pub mod privilege;
 pub mod run_lock;

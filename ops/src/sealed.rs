@@ -17,6 +17,7 @@ use ring::digest;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Exit, OpsError};
+use crate::follow::{self, Following, Published};
 
 /// Counts and hashes bytes passing through a writer or reader.
 pub struct Hashing<T> {
@@ -99,7 +100,9 @@ pub struct Digests {
 /// Writes plaintext into a new sealed file: hashed, zstd-compressed, encrypted, into an
 /// atomic file that only appears under its name on [`SealedWriter::finish`] + commit.
 pub struct SealedWriter {
-    plain: Hashing<zstd::stream::write::Encoder<'static, EnvelopeWriter<Hashing<AtomicFile>>>>,
+    plain: Hashing<
+        zstd::stream::write::Encoder<'static, EnvelopeWriter<Hashing<Published<AtomicFile>>>>,
+    >,
     path: PathBuf,
 }
 
@@ -112,13 +115,60 @@ impl SealedWriter {
         level: i32,
     ) -> Result<SealedWriter, OpsError> {
         let file = AtomicFile::create(path, Ownership::secret_file())?;
+        SealedWriter::start(path, Published::alone(file), key, purpose, level, true)
+    }
+
+    /// Like [`SealedWriter::create`], and also returns a reader of the file as it is being
+    /// written (see [`crate::follow`]); open it with [`SealedReader::following`] on another
+    /// thread to read the file back while it grows.
+    ///
+    /// The writer counts the plaintext without hashing it: its SHA-256 is taken once, by the
+    /// read-back, from what the file decodes to. That decoding is checked against the
+    /// original plaintext by zstd's content checksum, so the two hashes would only ever agree.
+    pub fn create_followed(
+        path: &Path,
+        key: &SymmetricKey,
+        purpose: Purpose,
+        level: i32,
+    ) -> Result<(SealedWriter, Followed), OpsError> {
+        let file = AtomicFile::create(path, Ownership::secret_file())?;
         let temp = file.temp_path().to_path_buf();
+        let (published, following) =
+            follow::follow(file, &temp).map_err(PathError::at(FileAction::Open, &temp))?;
+        let writer = SealedWriter::start(path, published, key, purpose, level, false)?;
+        Ok((
+            writer,
+            Followed {
+                following,
+                temp_path: temp,
+            },
+        ))
+    }
+
+    fn start(
+        path: &Path,
+        file: Published<AtomicFile>,
+        key: &SymmetricKey,
+        purpose: Purpose,
+        level: i32,
+        hash_plaintext: bool,
+    ) -> Result<SealedWriter, OpsError> {
+        let temp = file.get_ref().map(|f| f.temp_path().to_path_buf());
+        let temp = temp.unwrap_or_else(|| path.to_path_buf());
         let envelope = EnvelopeWriter::new(Hashing::new(file), key, purpose)
             .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
-        let zstd = zstd::stream::write::Encoder::new(envelope, level)
+        let mut zstd = zstd::stream::write::Encoder::new(envelope, level)
+            .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
+        // The frame's content checksum (XXH64 of the plaintext) makes every decoder check that
+        // it got back exactly what was compressed.
+        zstd.include_checksum(true)
             .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
         Ok(SealedWriter {
-            plain: Hashing::new(zstd),
+            plain: if hash_plaintext {
+                Hashing::new(zstd)
+            } else {
+                Hashing::counting(zstd)
+            },
             path: path.to_path_buf(),
         })
     }
@@ -143,7 +193,8 @@ impl SealedWriter {
         let (zstd, plaintext_bytes, plaintext_sha256) = self.plain.finish();
         let envelope = zstd.finish().map_err(at)?;
         let hashed = envelope.finish().map_err(at)?;
-        let (file, file_bytes, file_sha256) = hashed.finish();
+        let (published, file_bytes, file_sha256) = hashed.finish();
+        let file = published.complete().map_err(at)?;
         Ok((
             file,
             Digests {
@@ -166,11 +217,18 @@ impl Write for SealedWriter {
     }
 }
 
+/// The file a [`SealedWriter::create_followed`] writer is writing, to be read back while it
+/// grows.
+#[derive(Debug)]
+pub struct Followed {
+    following: Following,
+    temp_path: PathBuf,
+}
+
 /// Reads a sealed file back: every byte authenticated, decompressed and hashed. Read errors
 /// are `io::Error`s; turn them into messages with [`SealedReader::error`].
-pub struct SealedReader {
-    plain:
-        Hashing<zstd::stream::read::Decoder<'static, io::BufReader<EnvelopeReader<Hashing<File>>>>>,
+pub struct SealedReader<R: Read = File> {
+    plain: Hashing<zstd::stream::read::Decoder<'static, io::BufReader<EnvelopeReader<Hashing<R>>>>>,
     path: PathBuf,
 }
 
@@ -181,14 +239,43 @@ impl SealedReader {
         SealedReader::open_with(path, key, true)
     }
 
+    /// Like [`SealedReader::open`], counting the plaintext without hashing it (for
+    /// [`stream_reader`], which hashes it on another thread).
+    pub fn open_counting(path: &Path, key: &SymmetricKey) -> Result<SealedReader, OpsError> {
+        SealedReader::open_with(path, key, false)
+    }
+
     fn open_with(
         path: &Path,
         key: &SymmetricKey,
         hash_plaintext: bool,
     ) -> Result<SealedReader, OpsError> {
         let file = File::open(path).map_err(PathError::at(FileAction::Open, path))?;
-        let envelope =
-            EnvelopeReader::open(Hashing::new(file), key).map_err(|e| OpsError::stream(path, e))?;
+        SealedReader::new(file, path, key, hash_plaintext)
+    }
+}
+
+impl SealedReader<Following> {
+    /// Reads back the file `followed` names while it is being written; blocks until its header
+    /// is there. The plaintext is counted, not hashed ([`stream_reader`] hashes it).
+    pub fn following(
+        followed: Followed,
+        key: &SymmetricKey,
+    ) -> Result<SealedReader<Following>, OpsError> {
+        SealedReader::new(followed.following, &followed.temp_path, key, false)
+    }
+}
+
+impl<R: Read> SealedReader<R> {
+    /// Reads the sealed file `inner` reads (`path` names it in messages).
+    fn new(
+        inner: R,
+        path: &Path,
+        key: &SymmetricKey,
+        hash_plaintext: bool,
+    ) -> Result<SealedReader<R>, OpsError> {
+        let envelope = EnvelopeReader::open(Hashing::new(inner), key)
+            .map_err(|e| OpsError::stream(path, e))?;
         let zstd =
             zstd::stream::read::Decoder::new(envelope).map_err(|e| OpsError::stream(path, e))?;
         Ok(SealedReader {
@@ -240,7 +327,7 @@ impl SealedReader {
     }
 }
 
-impl Read for SealedReader {
+impl<R: Read> Read for SealedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.plain.read(buf)
     }
@@ -261,9 +348,16 @@ pub const STREAM_CHUNK: usize = 256 * 1024;
 pub fn stream(
     path: &Path,
     key: &SymmetricKey,
+    on_chunk: impl FnMut(&[u8]) -> Result<(), OpsError>,
+) -> Result<Digests, OpsError> {
+    stream_reader(SealedReader::open_with(path, key, false)?, on_chunk)
+}
+
+/// [`stream`] for a reader already open (one that counts rather than hashes its plaintext).
+pub fn stream_reader<R: Read + Send>(
+    reader: SealedReader<R>,
     mut on_chunk: impl FnMut(&[u8]) -> Result<(), OpsError>,
 ) -> Result<Digests, OpsError> {
-    let reader = SealedReader::open_with(path, key, false)?;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
@@ -291,8 +385,8 @@ pub fn stream(
 
 /// The decoding half of [`stream`]: plaintext chunks sent to `full`, reusing buffers that come
 /// back on `empty`. Returns the digests without the plaintext hash.
-fn decode_chunks(
-    mut reader: SealedReader,
+fn decode_chunks<R: Read>(
+    mut reader: SealedReader<R>,
     full: std::sync::mpsc::SyncSender<Vec<u8>>,
     empty: std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<Digests, OpsError> {

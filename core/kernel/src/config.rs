@@ -178,7 +178,9 @@ fn default_backup_keep() -> u32 {
     7
 }
 fn default_backup_zstd_level() -> i32 {
-    3
+    // On pg_dump's uncompressed custom format, level 1 is both faster and smaller than 3
+    // (docs/PERFORMANCE.md, "Backup and restore").
+    1
 }
 
 /// `[services]`: how `restore` stops and starts RansomEye's services around a restore.

@@ -10,6 +10,14 @@
 //! (`--snapshot`), so the dump, the row counts and the graph export all see exactly the same
 //! committed data while writers carry on.
 //!
+//! Verification is a read-back that overlaps the writing instead of following it: a second
+//! thread reads the dump's temp file right behind the writer ([`crate::follow`]) and runs every
+//! check `verify` runs on it (authenticated decrypt, decompression with zstd's content
+//! checksum, SHA-256 of file and plaintext, `pg_restore --list`); the bundle is read back as
+//! soon as it is written, while pg_dump still runs. Once committed, the files under their final
+//! names are hashed again against the signed manifest, so the bytes kept are the bytes that
+//! were read back.
+//!
 //! Durable order: the dump and the bundle are written to temp files and committed (fsync,
 //! rename, directory fsync); the manifest is written last and is the backup's commit point. An
 //! interrupted run leaves temp files or data files without a manifest; neither is a backup, and
@@ -39,7 +47,7 @@ use crate::db;
 use crate::error::{Exit, OpsError};
 use crate::pg_tools::{PgTool, StderrTail};
 use crate::run_lock::{self, RunLock};
-use crate::sealed::{Digests, SealedWriter};
+use crate::sealed::{Digests, SealedReader, SealedWriter};
 use crate::utils::{elapsed_ms, print_json, progress, runtime, stdout_error};
 
 /// Bytes read from pg_dump at a time.
@@ -142,18 +150,32 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         remove_leftovers(&job.dir)?;
 
         let phase = Instant::now();
+        let previous = previous_entries(&job)?;
         let mut tx = conn
             .begin_with("begin isolation level repeatable read, read only")
             .await
             .map_err(|e| db::error(e, "starting the snapshot transaction"))?;
         let snapshot = Snapshot::export(&mut tx).await?;
         let pg_dump = PgTool::find("pg_dump", snapshot.server_major, job.pg_bin_dir.as_deref())?;
+        let pg_restore = check::Tools::new(job.pg_bin_dir.clone()).pg_restore(&pg_dump.version)?;
         let paths = Paths::new(&job.dir, &manifest::next_name(&job.dir, &snapshot.stamp));
-        let dump = Dump::start(&pg_dump, &job, &snapshot, &paths.dump)?;
+        let dump = Dump::start(&pg_dump, &pg_restore, &job, &snapshot, &paths.dump)?;
         let tables = count_rows(&mut tx).await;
         let intel = match tables {
             Ok(_) => Some(IntelSpool::export(&mut tx, &job.dir).await),
             Err(_) => None,
+        };
+        // The bundle needs only the graph export: it is written and read back while pg_dump
+        // is still running.
+        let bundle = match intel {
+            Some(Ok(intel)) => {
+                let started = Instant::now();
+                let bundle = write_bundle(&job, &paths, &previous, intel).await;
+                report.phases_ms.files = elapsed_ms(started);
+                Some(bundle)
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
         };
         // The dump must finish either way before any error is reported, so that no child
         // outlives the run; the snapshot stays exported until then.
@@ -161,15 +183,9 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         let _ = tx.commit().await;
         let (dump_file, dump_digests) = dumped?;
         let tables = tables?;
-        let intel =
-            intel.ok_or_else(|| OpsError::new(Exit::Software, "intel export skipped"))??;
-        report.phases_ms.dump = elapsed_ms(phase);
-
-        let phase = Instant::now();
-        let previous = previous_entries(&job)?;
         let (files_file, files_digests, written) =
-            write_bundle(&job, &paths, &previous, intel).await?;
-        report.phases_ms.files = elapsed_ms(phase);
+            bundle.ok_or_else(|| OpsError::new(Exit::Software, "intel export skipped"))??;
+        report.phases_ms.dump = elapsed_ms(phase);
 
         let body = Body {
             format: manifest::FORMAT,
@@ -208,11 +224,10 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         report.files = Some(manifest.body.files.clone());
 
         let phase = Instant::now();
-        let tools = check::Tools::new(job.pg_bin_dir.clone());
         if crate::failpoint::armed("backup-damage-before-verify") {
             damage_for_test(&paths.dump)?;
         }
-        if let Err(e) = check::verify(&paths, &job.backup_key, &job.trust_keys, &tools) {
+        if let Err(e) = check::committed(&paths, &job.trust_keys) {
             // A backup that does not read back is not a backup: unmake it (manifest first) so
             // that nothing relies on it, retention least of all.
             remove_backup(&job.dir, &paths)?;
@@ -329,18 +344,31 @@ pub(crate) async fn count_rows(
     Ok(counts)
 }
 
-/// A running `pg_dump` whose output streams into the sealed dump file on its own thread.
+/// A running `pg_dump` whose output streams into the sealed dump file on its own thread, while
+/// a second thread reads that file back right behind the writer.
 struct Dump {
     child: std::process::Child,
     stderr: StderrTail,
     writer: std::thread::JoinHandle<Result<(AtomicFile, Digests), OpsError>>,
+    reader: std::thread::JoinHandle<Result<Digests, OpsError>>,
     program: PathBuf,
 }
 
 impl Dump {
     /// Step 4: `pg_dump -Fc -Z0 --snapshot` → zstd → envelope (backup key) → temp file.
     /// pg_dump's own compression is off: zstd on our thread is both faster and smaller.
-    fn start(tool: &PgTool, job: &Job, snapshot: &Snapshot, path: &Path) -> Result<Dump, OpsError> {
+    ///
+    /// The read-back of the new backup's dump starts at once: the temp file is read as it grows
+    /// (authenticated, decrypted, decompressed, hashed, streamed through `pg_restore --list`),
+    /// so that verifying it costs no time after the dump. [`Dump::finish`] holds the writer's
+    /// digests against what was read back.
+    fn start(
+        tool: &PgTool,
+        pg_restore: &PgTool,
+        job: &Job,
+        snapshot: &Snapshot,
+        path: &Path,
+    ) -> Result<Dump, OpsError> {
         let (mut cmd, url) = tool.command_for(&job.database_url);
         cmd.args(["--format=custom", "--compress=0", "--no-sync"])
             .arg(format!("--snapshot={}", snapshot.id))
@@ -348,8 +376,8 @@ impl Dump {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut writer =
-            SealedWriter::create(path, &job.backup_key, Purpose::Backup, job.zstd_level)?;
+        let (mut writer, followed) =
+            SealedWriter::create_followed(path, &job.backup_key, Purpose::Backup, job.zstd_level)?;
         let mut child = cmd.spawn().map_err(|e| {
             OpsError::new(
                 Exit::Unavailable,
@@ -361,6 +389,13 @@ impl Dump {
             .stdout
             .take()
             .ok_or_else(|| OpsError::new(Exit::Software, "pg_dump has no stdout"))?;
+        let key = job.backup_key.clone();
+        let mut list = pg_restore.command();
+        list.arg("--list");
+        let reader = std::thread::spawn(move || {
+            let reader = SealedReader::following(followed, &key)?;
+            check::pipe_sealed(reader, list, Stdio::null(), |_| Ok(()))
+        });
         let bar = progress(job.json, "dumping", "bytes");
         let writer = std::thread::spawn(move || {
             let mut buf = vec![0u8; DUMP_CHUNK];
@@ -388,12 +423,13 @@ impl Dump {
             child,
             stderr,
             writer,
+            reader,
             program: tool.path.clone(),
         })
     }
 
-    /// Waits for pg_dump and the writer; a failed dump leaves no file (the temp file is
-    /// removed when the uncommitted writer is dropped).
+    /// Waits for pg_dump, the writer and the read-back; a failed dump leaves no file (the temp
+    /// file is removed when the uncommitted writer is dropped).
     async fn finish(mut self) -> Result<(AtomicFile, Digests), OpsError> {
         let written = tokio::task::spawn_blocking(move || {
             let written = self
@@ -404,12 +440,18 @@ impl Dump {
                 // The writer failed (disk full…): stop pg_dump rather than let it block.
                 let _ = self.child.kill();
             }
+            // The writer has ended either way (a failed one abandons the file), so the reader
+            // ends too.
+            let read = self
+                .reader
+                .join()
+                .map_err(|_| OpsError::new(Exit::Software, "the dump read-back panicked"));
             let status = self.child.wait();
-            (written, status, self.stderr.finish(), self.program)
+            (written, read, status, self.stderr.finish(), self.program)
         })
         .await
         .map_err(|e| OpsError::new(Exit::Software, format!("dump thread failed: {e}")))?;
-        let (written, status, stderr, program) = written;
+        let (written, read, status, stderr, program) = written;
         let written = written??;
         let status = status.map_err(|e| {
             OpsError::new(Exit::Software, format!("waiting for pg_dump failed: {e}"))
@@ -429,8 +471,38 @@ impl Dump {
             )
             .hint("no backup was written; fix the cause pg_dump names and rerun"));
         }
-        Ok(written)
+        let read = read?.map_err(unreadable)?;
+        let (file, mut digests) = written;
+        // The writer did not hash the plaintext (see `SealedWriter::create_followed`).
+        if (read.file_bytes, &read.file_sha256, read.plaintext_bytes)
+            != (
+                digests.file_bytes,
+                &digests.file_sha256,
+                digests.plaintext_bytes,
+            )
+        {
+            return Err(unreadable(OpsError::new(
+                Exit::Data,
+                format!(
+                    "{}: read back {} bytes (SHA-256 {}) decoding to {} bytes, but {} bytes (SHA-256 {}) of {} bytes were written",
+                    file.temp_path().display(),
+                    read.file_bytes,
+                    read.file_sha256,
+                    read.plaintext_bytes,
+                    digests.file_bytes,
+                    digests.file_sha256,
+                    digests.plaintext_bytes,
+                ),
+            )));
+        }
+        digests.plaintext_sha256 = read.plaintext_sha256;
+        Ok((file, digests))
     }
+}
+
+/// A new file that does not read back as written: nothing was committed.
+fn unreadable(e: OpsError) -> OpsError {
+    e.hint("the new backup did not read back as written and was not kept; older backups are untouched. Check the disk (dmesg) and rerun")
 }
 
 /// The intel graph export, spooled encrypted with a throwaway key into an unnamed temp file
@@ -508,7 +580,8 @@ fn previous_entries(job: &Job) -> Result<Vec<Entry>, OpsError> {
     Ok(Vec::new())
 }
 
-/// Step 5: the file bundle (configuration, intel graph, artifacts) → temp file.
+/// Step 5: the file bundle (configuration, intel graph, artifacts) → temp file, read back at
+/// once (the graph export by its SHA-256, see [`check::GraphCheck::Hash`]).
 async fn write_bundle(
     job: &Job,
     paths: &Paths,
@@ -533,6 +606,9 @@ async fn write_bundle(
     let previous = previous.to_vec();
     let name = paths.name.clone();
     let shown = paths.files.clone();
+    let dir = job.dir.clone();
+    let key = job.backup_key.clone();
+    let trust_keys = job.trust_keys.clone();
     tokio::task::spawn_blocking(move || {
         let sources = bundle::Sources {
             config: sources_config,
@@ -550,6 +626,22 @@ async fn write_bundle(
             &intel.digest.sha256,
         )?;
         let (file, digests) = writer.finish()?;
+        // Read back before it is committed, as verify reads it.
+        let spec = check::BundleSpec {
+            name: &name,
+            file: &sealed_file(&shown, &digests),
+            intel: &intel.digest,
+            entries: &written.entries,
+        };
+        check::check_bundle(
+            file.temp_path(),
+            &dir,
+            &spec,
+            check::GraphCheck::Hash,
+            &key,
+            &trust_keys,
+        )
+        .map_err(unreadable)?;
         Ok((file, digests, (written, intel.digest)))
     })
     .await

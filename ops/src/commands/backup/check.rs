@@ -1,23 +1,27 @@
-//! Checking backups: the quick check (manifest signature, files present with their sizes)
-//! and the full verification `verify`, `backup`, `restore` and `drill` share.
+//! Checking backups: the quick check (manifest signature, files present with their sizes),
+//! the full verification `verify`, `restore` and `drill` share, and the pieces `backup` runs
+//! on its new backup while writing it.
 //!
 //! Full verification reads every byte: the manifest signature; size and SHA-256 of both files;
 //! a complete authenticated decrypt and decompress of each; the dump streamed through
 //! `pg_restore --list` (no plaintext on disk); every tar entry hashed against the manifest;
 //! the intel graph export checked for integrity and against the manifest's digest; entries
-//! stored in older backups present in those backups' manifests.
+//! stored in older backups present in those backups' manifests. `backup` runs the same checks
+//! on the read-back of its temp files ([`pipe_sealed`], [`check_bundle`]; the fresh graph
+//! export by hash, [`GraphCheck::Hash`]) and, once committed, [`committed`].
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ransomeye_kernel::keys::SymmetricKey;
+use ransomeye_kernel::{FileAction, PathError};
 
 use super::bundle;
-use super::manifest::{self, Kind, Manifest, Paths, SealedFile};
+use super::manifest::{self, Entry, Kind, Manifest, Paths, SealedFile};
 use crate::error::{Exit, OpsError};
 use crate::pg_tools::{parse_major, PgTool, StderrTail};
-use crate::sealed::{stream, Digests, SealedReader};
+use crate::sealed::{stream_reader, Digests, SealedReader};
 
 /// Where to find pg_restore.
 #[derive(Debug, Clone, Default)]
@@ -113,21 +117,48 @@ pub fn quick(paths: &Paths, trust_keys: &crate::trust::TrustKeys) -> Result<Mani
     Ok(m)
 }
 
-/// A sealed file's digests must be the manifest's.
-pub fn compare_sealed(path: &Path, expected: &SealedFile, got: &Digests) -> Result<(), OpsError> {
-    if got.file_bytes != expected.bytes || got.file_sha256 != expected.sha256 {
+/// The check of a backup that was read back in full while it was written (see
+/// `backup`): the quick check, then every file under its final name hashed again, so that the
+/// bytes committed are known to be the bytes that were read back.
+pub fn committed(
+    paths: &Paths,
+    trust_keys: &crate::trust::TrustKeys,
+) -> Result<Manifest, OpsError> {
+    let m = quick(paths, trust_keys)?;
+    for (path, expected) in [(&paths.dump, &m.body.dump), (&paths.files, &m.body.files)] {
+        let mut file = std::fs::File::open(path).map_err(PathError::at(FileAction::Open, path))?;
+        let mut hashed = crate::sealed::Hashing::new(io::sink());
+        io::copy(&mut file, &mut hashed).map_err(PathError::at(FileAction::Read, path))?;
+        let (_, bytes, sha256) = hashed.finish();
+        compare_file(path, expected, bytes, &sha256)?;
+    }
+    Ok(m)
+}
+
+/// A file's size and SHA-256 must be the manifest's.
+fn compare_file(
+    path: &Path,
+    expected: &SealedFile,
+    bytes: u64,
+    sha256: &str,
+) -> Result<(), OpsError> {
+    if bytes != expected.bytes || sha256 != expected.sha256 {
         return Err(OpsError::new(
             Exit::Data,
             format!(
-                "{}: {} bytes with SHA-256 {}, the manifest says {} bytes, {}",
+                "{}: {bytes} bytes with SHA-256 {sha256}, the manifest says {} bytes, {}",
                 path.display(),
-                got.file_bytes,
-                got.file_sha256,
                 expected.bytes,
                 expected.sha256
             ),
         ));
     }
+    Ok(())
+}
+
+/// A sealed file's digests must be the manifest's.
+pub fn compare_sealed(path: &Path, expected: &SealedFile, got: &Digests) -> Result<(), OpsError> {
+    compare_file(path, expected, got.file_bytes, &got.file_sha256)?;
     if got.plaintext_bytes != expected.plaintext_bytes
         || got.plaintext_sha256 != expected.plaintext_sha256
     {
@@ -195,10 +226,28 @@ pub fn pipe_dump(
     paths: &Paths,
     m: &Manifest,
     key: &SymmetricKey,
-    mut cmd: Command,
+    cmd: Command,
     stdout: Stdio,
     release: impl FnOnce() -> Result<(), OpsError>,
 ) -> Result<(), OpsError> {
+    let reader = SealedReader::open_counting(&paths.dump, key)?;
+    pipe_sealed(reader, cmd, stdout, |digests| {
+        compare_sealed(&paths.dump, &m.body.dump, digests).and_then(|()| release())
+    })
+    .map(drop)
+}
+
+/// Streams the plaintext of `reader` into `cmd`'s stdin, holding back the last chunk until
+/// the whole file was read, authenticated and `accept` approved its digests; on any failure
+/// `cmd` is killed before it sees the end of its input. Fails when `cmd` fails. Returns the
+/// digests.
+pub fn pipe_sealed<R: Read + Send>(
+    reader: SealedReader<R>,
+    mut cmd: Command,
+    stdout: Stdio,
+    accept: impl FnOnce(&Digests) -> Result<(), OpsError>,
+) -> Result<Digests, OpsError> {
+    let shown = reader.path().to_path_buf();
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -218,16 +267,15 @@ pub fn pipe_dump(
         }
     };
     let mut held: Vec<u8> = Vec::new();
-    let checked = stream(&paths.dump, key, |chunk| {
+    let checked = stream_reader(reader, |chunk| {
         feed(&held);
         held.clear();
         held.extend_from_slice(chunk);
         Ok(())
     })
-    .and_then(|digests| compare_sealed(&paths.dump, &m.body.dump, &digests))
-    .and_then(|()| release());
+    .and_then(|digests| accept(&digests).map(|()| digests));
     match checked {
-        Ok(()) => feed(&held),
+        Ok(_) => feed(&held),
         // Damaged: pg_restore must die before it sees the end of its input.
         Err(_) => {
             let _ = child.kill();
@@ -236,7 +284,7 @@ pub fn pipe_dump(
     drop(stdin);
     let status = child.wait();
     let message = stderr.finish();
-    checked?;
+    let digests = checked?;
     let status = status
         .map_err(|e| OpsError::new(Exit::Software, format!("waiting for {program} failed: {e}")))?;
     if !status.success() {
@@ -244,7 +292,7 @@ pub fn pipe_dump(
             Exit::Data,
             format!(
                 "{}: {program} failed ({status}): {}",
-                paths.dump.display(),
+                shown.display(),
                 if message.is_empty() {
                     "no message"
                 } else {
@@ -253,58 +301,127 @@ pub fn pipe_dump(
             ),
         ));
     }
-    Ok(())
+    Ok(digests)
 }
 
-/// Reads the whole bundle: tar entries against the manifest, the intel export checked.
+/// What a backup's bundle must hold: from its manifest, or from the run that is writing it.
+#[derive(Debug, Clone, Copy)]
+pub struct BundleSpec<'a> {
+    /// The backup's name (entries stored in it are in this bundle).
+    pub name: &'a str,
+    /// The bundle file's sizes and digests.
+    pub file: &'a SealedFile,
+    /// The intel graph export's digest.
+    pub intel: &'a ransomeye_intel::GraphDigest,
+    /// Every file entry of the backup, stored here or in an older backup.
+    pub entries: &'a [Entry],
+}
+
+impl<'a> BundleSpec<'a> {
+    /// The bundle a manifest describes.
+    pub fn of(m: &'a Manifest) -> BundleSpec<'a> {
+        BundleSpec {
+            name: &m.body.name,
+            file: &m.body.files,
+            intel: &m.body.intel,
+            entries: &m.body.entries,
+        }
+    }
+}
+
+/// Reads the whole bundle of a backup: tar entries against the manifest, the intel export
+/// checked.
 pub fn verify_bundle(
     paths: &Paths,
     m: &Manifest,
     key: &SymmetricKey,
     trust_keys: &crate::trust::TrustKeys,
 ) -> Result<(), OpsError> {
-    let mut reader = SealedReader::open(&paths.files, key)?;
+    let dir = paths.manifest.parent().unwrap_or(Path::new("."));
+    check_bundle(
+        &paths.files,
+        dir,
+        &BundleSpec::of(m),
+        GraphCheck::Parse,
+        key,
+        trust_keys,
+    )
+}
+
+/// How a bundle's intel graph export is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphCheck {
+    /// Every record parsed against the export's integrity rules (header, order, no dangling
+    /// edge, end record and counts), and the digest computed: what `verify`, `restore` and
+    /// `drill` do, since the bundle may be years old.
+    Parse,
+    /// Size and SHA-256 against the digest only: for the bundle `backup` has just written, whose
+    /// export the exporter produced from the snapshot a moment ago, enforcing the same rules
+    /// as it wrote (ids in order; foreign keys rule out dangling edges).
+    Hash,
+}
+
+/// Reads the whole bundle file at `path` (of a backup in `dir`) against `spec`: every tar
+/// entry hashed against its entry, the intel export checked as `graph` says and against the
+/// digest, entries stored in older backups present in those backups' manifests.
+pub fn check_bundle(
+    path: &Path,
+    dir: &Path,
+    spec: &BundleSpec<'_>,
+    graph: GraphCheck,
+    key: &SymmetricKey,
+    trust_keys: &crate::trust::TrustKeys,
+) -> Result<(), OpsError> {
+    let mut reader = SealedReader::open(path, key)?;
     let mut intel = None;
-    let seen = bundle::read(&paths.files, &mut reader, |path, contents| {
-        if path == bundle::INTEL_PATH {
+    let seen = bundle::read(path, &mut reader, |entry, contents| {
+        if entry == bundle::INTEL_PATH && graph == GraphCheck::Parse {
             intel = Some(
-                ransomeye_intel::check(io::BufReader::new(contents)).map_err(|e| {
-                    super::intel_error(e, &format!("{}: {path}", paths.files.display()))
-                })?,
+                ransomeye_intel::check(io::BufReader::new(contents))
+                    .map_err(|e| super::intel_error(e, &format!("{}: {entry}", path.display())))?,
             );
         }
         Ok(())
     })?;
     let digests = reader.finish()?;
-    compare_sealed(&paths.files, &m.body.files, &digests)?;
+    compare_sealed(path, spec.file, &digests)?;
+    if graph == GraphCheck::Hash {
+        intel = seen
+            .iter()
+            .find(|(p, _, _)| p == bundle::INTEL_PATH)
+            .map(|(_, bytes, sha256)| ransomeye_intel::GraphDigest {
+                bytes: *bytes,
+                sha256: sha256.clone(),
+                ..spec.intel.clone()
+            });
+    }
     match intel {
-        Some(d) if d == m.body.intel => {}
+        Some(d) if d == *spec.intel => {}
         Some(d) => {
             return Err(OpsError::new(
                 Exit::Data,
                 format!(
                     "{}: the intel graph export has digest {} ({} nodes, {} edges), the manifest says {}",
-                    paths.files.display(),
+                    path.display(),
                     d.sha256,
                     d.nodes,
                     d.edges,
-                    m.body.intel.sha256
+                    spec.intel.sha256
                 ),
             ))
         }
         None => {
             return Err(OpsError::new(
                 Exit::Data,
-                format!("{}: no intel graph export in the bundle", paths.files.display()),
+                format!("{}: no intel graph export in the bundle", path.display()),
             ))
         }
     }
     let mut problems = Vec::new();
-    let stored_here: Vec<_> = m
-        .body
+    let stored_here: Vec<_> = spec
         .entries
         .iter()
-        .filter(|e| e.stored_in == m.body.name)
+        .filter(|e| e.stored_in == spec.name)
         .collect();
     for e in &stored_here {
         match seen.iter().find(|(p, _, _)| *p == e.path) {
@@ -318,11 +435,8 @@ pub fn verify_bundle(
             problems.push(format!("{p} is in the bundle but not in the manifest"));
         }
     }
-    for e in m.body.entries.iter().filter(|e| e.stored_in != m.body.name) {
-        let older = Paths::new(
-            paths.manifest.parent().unwrap_or(Path::new(".")),
-            &e.stored_in,
-        );
+    for e in spec.entries.iter().filter(|e| e.stored_in != spec.name) {
+        let older = Paths::new(dir, &e.stored_in);
         let held = quick(&older, trust_keys).ok().is_some_and(|om| {
             om.body.entries.iter().any(|o| {
                 o.path == e.path
@@ -343,7 +457,7 @@ pub fn verify_bundle(
     } else {
         Err(OpsError::new(
             Exit::Data,
-            format!("{}: {}", paths.files.display(), problems.join("; ")),
+            format!("{}: {}", path.display(), problems.join("; ")),
         ))
     }
 }
