@@ -172,8 +172,26 @@ impl Read for Following {
                 "the file is shorter than what was written to it",
             ));
         }
+        if crate::failpoint::armed(DAMAGE_FAILPOINT) {
+            damage_for_test(&mut buf[..n], self.pos);
+        }
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// Failpoint: the reader sees byte 200 of the file flipped (a disk that returns other bytes than
+/// it was given).
+const DAMAGE_FAILPOINT: &str = "follow-read-differs";
+
+/// Flips byte 200 of the file if `buf`, read at `pos`, holds it.
+fn damage_for_test(buf: &mut [u8], pos: u64) {
+    if let Some(b) = 200u64
+        .checked_sub(pos)
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| buf.get_mut(i))
+    {
+        *b ^= 0x01;
     }
 }
 

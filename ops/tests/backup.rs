@@ -592,6 +592,20 @@ fn sigkill_during_backup_leaves_only_verifiable_backups_and_the_next_one_succeed
     }
 }
 
+/// `first` is the only backup, nothing else is in the backup dir (but the lock file), and it
+/// verifies.
+fn only_backup_left(w: &World, first: &str) {
+    assert_eq!(backups(w), [first.to_string()]);
+    assert!(
+        w.list("backups")
+            .iter()
+            .all(|n| n.starts_with(first) || n.starts_with(".backup.lock")),
+        "nothing of the failed run is left: {:?}",
+        w.list("backups")
+    );
+    run(w.ops().args(["verify", "--all"])).expect_code(0);
+}
+
 #[test]
 fn a_new_backup_that_does_not_read_back_is_removed_and_older_ones_stay() {
     let w = world();
@@ -601,15 +615,24 @@ fn a_new_backup_that_does_not_read_back_is_removed_and_older_ones_stay() {
         .env("RANSOMEYE_FAILPOINT", "backup-damage-before-verify")
         .arg("backup"));
     out.expect_code(65).stderr_has("was removed");
-    assert_eq!(backups(&w), std::slice::from_ref(&first));
-    assert!(
-        w.list("backups")
-            .iter()
-            .all(|n| n.starts_with(&first) || n.starts_with(".backup.lock")),
-        "{:?}",
-        w.list("backups")
-    );
-    run(w.ops().args(["verify", "--all"])).expect_code(0);
+    only_backup_left(&w, &first);
+}
+
+#[test]
+fn a_dump_that_does_not_read_back_as_written_is_not_kept_and_older_ones_stay() {
+    let w = world();
+    let first = backup(&w)["backup"].as_str().expect("name").to_string();
+    // The read-back that follows the writer sees one flipped byte, as from a bad disk.
+    let out = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "follow-read-differs")
+        .arg("backup"));
+    out.expect_code(65)
+        .stderr_has("did not read back as written")
+        .stderr_has(".enc.tmp-");
+    only_backup_left(&w, &first);
+    // Without the fault, the next backup succeeds.
+    backup(&w);
 }
 
 #[test]

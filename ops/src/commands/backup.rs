@@ -84,11 +84,16 @@ struct Report {
     duration_ms: f64,
 }
 
+/// Wall-clock milliseconds of each step, as reported.
 #[derive(Debug, Default, Serialize)]
 struct Phases {
     lock: f64,
+    /// From the snapshot until pg_dump, the writer and the read-back are done; includes the
+    /// counts, the graph export and the bundle.
     dump: f64,
+    /// The bundle written and read back (during `dump`).
     files: f64,
+    /// The committed files hashed against the manifest.
     verify: f64,
     retention: f64,
 }
@@ -181,10 +186,12 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         // outlives the run; the snapshot stays exported until then.
         let dumped = dump.finish().await;
         let _ = tx.commit().await;
-        let (dump_file, dump_digests) = dumped?;
+        // A failed query ends the snapshot, and pg_dump then fails to import it: report the
+        // cause, not pg_dump's consequence.
         let tables = tables?;
         let (files_file, files_digests, written) =
             bundle.ok_or_else(|| OpsError::new(Exit::Software, "intel export skipped"))??;
+        let (dump_file, dump_digests) = dumped?;
         report.phases_ms.dump = elapsed_ms(phase);
 
         let body = Body {

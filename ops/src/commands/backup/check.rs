@@ -259,23 +259,26 @@ pub fn pipe_sealed<R: Read + Send>(
     // pg_restore may stop reading before the end (`--list` reads only the table of contents);
     // the rest is still read, authenticated and hashed.
     let mut stdin = child.stdin.take();
-    let mut feed = |bytes: &[u8]| {
+    let feed = |stdin: &mut Option<std::process::ChildStdin>, bytes: &[u8]| {
         if let Some(pipe) = stdin.as_mut() {
             if pipe.write_all(bytes).is_err() {
-                stdin = None;
+                *stdin = None;
             }
         }
     };
     let mut held: Vec<u8> = Vec::new();
     let checked = stream_reader(reader, |chunk| {
-        feed(&held);
+        feed(&mut stdin, &held);
         held.clear();
-        held.extend_from_slice(chunk);
+        // Once the command stopped reading, nothing needs holding back.
+        if stdin.is_some() {
+            held.extend_from_slice(chunk);
+        }
         Ok(())
     })
     .and_then(|digests| accept(&digests).map(|()| digests));
     match checked {
-        Ok(_) => feed(&held),
+        Ok(_) => feed(&mut stdin, &held),
         // Damaged: pg_restore must die before it sees the end of its input.
         Err(_) => {
             let _ = child.kill();
