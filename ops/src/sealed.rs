@@ -186,7 +186,8 @@ impl SealedWriter {
     }
 
     /// Ends the zstd frame and the envelope and fsyncs nothing yet: returns the still
-    /// uncommitted file and its digests. The caller commits it when its manifest allows.
+    /// uncommitted file and its digests (`plaintext_sha256` empty for a writer made by
+    /// [`SealedWriter::create_followed`]). The caller commits it when its manifest allows.
     pub fn finish(self) -> Result<(AtomicFile, Digests), OpsError> {
         let path = self.path;
         let at = |e| OpsError::from(PathError::new(FileAction::Write, &path, e));

@@ -775,7 +775,7 @@ fn print_report(ctx: &Context, r: &Report) -> Result<(), OpsError> {
     }
     let p = &r.phases_ms;
     println!(
-        "  dump {:.0} ms, files {:.0} ms, verify {:.0} ms, retention {:.0} ms, total {:.0} ms",
+        "  dump and read-back {:.0} ms (files {:.0} ms beside it), committed files re-hashed {:.0} ms, retention {:.0} ms, total {:.0} ms",
         p.dump, p.files, p.verify, p.retention, r.duration_ms
     );
     Ok(())
