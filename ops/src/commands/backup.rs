@@ -398,7 +398,7 @@ impl Dump {
             .stdout
             .take()
             .ok_or_else(|| OpsError::new(Exit::Software, "pg_dump has no stdout"))?;
-        // pg_dump writes in 8 KiB stdio blocks; a 1 MiB pipe (Linux's default limit for any
+        // pg_dump writes in 4 KiB stdio blocks; a 1 MiB pipe (Linux's default limit for any
         // user) lets it run ahead instead of waking the writer every 64 KiB, which measurably
         // helps when the cores are saturated (docs/PERFORMANCE.md). Best effort: the default
         // pipe works, only slower.
