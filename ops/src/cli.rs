@@ -110,11 +110,12 @@ Take one consistent, encrypted, verified backup of the database and the files ar
 
 Procedure: lock (one backup at a time) -> remove what an interrupted backup left -> open a REPEATABLE READ
 snapshot (no write lock: writers carry on) -> pg_dump --snapshot (custom format) -> zstd -> encrypt (backup key)
--> ransomeye_<UTC YYYYMMDDTHHMMSSZ>.enc, while counting every table's rows and exporting the intel graph in
-the same snapshot -> tar of the kernel configuration, [backup] include, the intel graph export and
-[backup] artifacts_dir (incremental: unchanged artifacts are referenced from the backup holding them) ->
-zstd -> encrypt -> ransomeye_<ts>.files.enc -> signed manifest ransomeye_<ts>.manifest.json (written last)
--> full verification of the new backup -> retention: keep the newest --keep backups that check out.
+-> ransomeye_<UTC YYYYMMDDTHHMMSSZ>.enc, read back in full as it is written (decrypt, decompress, hashes,
+pg_restore --list), while counting every table's rows and exporting the intel graph in the same snapshot
+-> tar of the kernel configuration, [backup] include, the intel graph export and [backup] artifacts_dir
+(incremental: unchanged artifacts are referenced from the backup holding them) -> zstd -> encrypt ->
+ransomeye_<ts>.files.enc, read back -> signed manifest ransomeye_<ts>.manifest.json (written last) -> the
+committed files hashed against it -> retention: keep the newest --keep backups that check out.
 The plaintext dump never touches the disk. A failed dump never becomes a file under a final name.
 
 Touches: files in [backup] dir (creates three, deletes backups beyond --keep); reads the database.",
