@@ -70,9 +70,13 @@ impl<W> Published<W> {
 
 impl<W: Write> Published<W> {
     /// Declares the file complete (the reader will see its end) and returns the inner writer.
+    /// If the final flush fails, the file is abandoned instead (the reader fails).
     pub fn complete(mut self) -> io::Result<W> {
         let mut inner = self.inner.take().ok_or_else(closed)?;
-        inner.flush()?;
+        if let Err(e) = inner.flush() {
+            self.progress.update(|s| s.end = Some(End::Abandoned));
+            return Err(e);
+        }
         self.progress.update(|s| s.end = Some(End::Complete));
         Ok(inner)
     }
@@ -273,6 +277,33 @@ mod tests {
             .expect_err("a short file must not look whole");
         assert!(err.to_string().contains("stopped before"), "{err}");
         assert_eq!(got, b"partial");
+    }
+
+    /// A file whose final flush fails.
+    struct FlushFails(File);
+
+    impl Write for FlushFails {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Err(io::Error::other("flush failed"))
+        }
+    }
+
+    #[test]
+    fn a_failed_completion_abandons_the_file_instead_of_leaving_the_reader_waiting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let file = File::create(&path).expect("create");
+        let (mut w, mut r) = follow(FlushFails(file), &path).expect("follow");
+        w.write_all(b"abc").expect("write");
+        assert!(w.complete().is_err());
+        let mut buf = [0u8; 8];
+        assert_eq!(r.read(&mut buf).expect("the written bytes"), 3);
+        assert_eq!(r.step(&r.progress.lock()), Step::Abandoned);
+        assert!(r.read(&mut buf).is_err());
     }
 
     #[test]
