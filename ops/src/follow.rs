@@ -61,11 +61,6 @@ impl<W> Published<W> {
             progress: Arc::new(Progress::default()),
         }
     }
-
-    /// The inner writer, unless already completed.
-    pub fn get_ref(&self) -> Option<&W> {
-        self.inner.as_ref()
-    }
 }
 
 impl<W: Write> Published<W> {

@@ -115,7 +115,16 @@ impl SealedWriter {
         level: i32,
     ) -> Result<SealedWriter, OpsError> {
         let file = AtomicFile::create(path, Ownership::secret_file())?;
-        SealedWriter::start(path, Published::alone(file), key, purpose, level, true)
+        let temp = file.temp_path().to_path_buf();
+        SealedWriter::start(
+            path,
+            &temp,
+            Published::alone(file),
+            key,
+            purpose,
+            level,
+            true,
+        )
     }
 
     /// Like [`SealedWriter::create`], and also returns a reader of the file as it is being
@@ -135,7 +144,7 @@ impl SealedWriter {
         let temp = file.temp_path().to_path_buf();
         let (published, following) =
             follow::follow(file, &temp).map_err(PathError::at(FileAction::Open, &temp))?;
-        let writer = SealedWriter::start(path, published, key, purpose, level, false)?;
+        let writer = SealedWriter::start(path, &temp, published, key, purpose, level, false)?;
         Ok((
             writer,
             Followed {
@@ -145,24 +154,24 @@ impl SealedWriter {
         ))
     }
 
+    /// `file` writes `temp`, the temp file that becomes `path` (errors name `temp`).
     fn start(
         path: &Path,
+        temp: &Path,
         file: Published<AtomicFile>,
         key: &SymmetricKey,
         purpose: Purpose,
         level: i32,
         hash_plaintext: bool,
     ) -> Result<SealedWriter, OpsError> {
-        let temp = file.get_ref().map(|f| f.temp_path().to_path_buf());
-        let temp = temp.unwrap_or_else(|| path.to_path_buf());
         let envelope = EnvelopeWriter::new(Hashing::new(file), key, purpose)
-            .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
+            .map_err(|e| PathError::new(FileAction::Write, temp, e))?;
         let mut zstd = zstd::stream::write::Encoder::new(envelope, level)
-            .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
+            .map_err(|e| PathError::new(FileAction::Write, temp, e))?;
         // The frame's content checksum (XXH64 of the plaintext) makes every decoder check that
         // it got back exactly what was compressed.
         zstd.include_checksum(true)
-            .map_err(|e| PathError::new(FileAction::Write, &temp, e))?;
+            .map_err(|e| PathError::new(FileAction::Write, temp, e))?;
         Ok(SealedWriter {
             plain: if hash_plaintext {
                 Hashing::new(zstd)

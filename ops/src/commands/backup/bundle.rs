@@ -118,7 +118,7 @@ pub fn write<W: Write>(
             if let Some(old) = previous.get(tar_path.as_str()) {
                 if old.size == meta.len()
                     && old.mtime == meta.mtime()
-                    && old.sha256 == hash_file(&file)?
+                    && old.sha256 == hash_file(&file)?.1
                 {
                     written.entries.push((*old).clone());
                     written.unchanged += 1;
@@ -217,12 +217,13 @@ fn walk(root: &Path, skipped: &mut Vec<String>) -> Result<Vec<PathBuf>, OpsError
     Ok(files)
 }
 
-/// SHA-256 (hex) of a file's contents.
-pub fn hash_file(path: &Path) -> Result<String, OpsError> {
+/// Size and SHA-256 (hex) of a file's contents, as read.
+pub fn hash_file(path: &Path) -> Result<(u64, String), OpsError> {
     let file = File::open(path).map_err(PathError::at(FileAction::Open, path))?;
     let mut hashed = Hashing::new(file);
     io::copy(&mut hashed, &mut io::sink()).map_err(PathError::at(FileAction::Read, path))?;
-    Ok(hashed.finish().2)
+    let (_, bytes, sha256) = hashed.finish();
+    Ok((bytes, sha256))
 }
 
 fn bundle_error(e: io::Error, what: &str) -> OpsError {

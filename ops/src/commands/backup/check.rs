@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ransomeye_kernel::keys::SymmetricKey;
-use ransomeye_kernel::{FileAction, PathError};
 
 use super::bundle;
 use super::manifest::{self, Entry, Kind, Manifest, Paths, SealedFile};
@@ -126,10 +125,7 @@ pub fn committed(
 ) -> Result<Manifest, OpsError> {
     let m = quick(paths, trust_keys)?;
     for (path, expected) in [(&paths.dump, &m.body.dump), (&paths.files, &m.body.files)] {
-        let mut file = std::fs::File::open(path).map_err(PathError::at(FileAction::Open, path))?;
-        let mut hashed = crate::sealed::Hashing::new(io::sink());
-        io::copy(&mut file, &mut hashed).map_err(PathError::at(FileAction::Read, path))?;
-        let (_, bytes, sha256) = hashed.finish();
+        let (bytes, sha256) = bundle::hash_file(path)?;
         compare_file(path, expected, bytes, &sha256)?;
     }
     Ok(m)
