@@ -4,12 +4,13 @@
 //! server) and as the dump they read. Debian installs one set per major version under
 //! `/usr/lib/postgresql/<major>/bin` and a wrapper in `/usr/bin`, so the matching directory is
 //! tried first, then `$PATH`. Connection URLs are passed without their password, which goes in
-//! `PGPASSWORD`, so it never shows in `ps`.
+//! `PGPASSWORD`, so it never shows in `ps` or `/proc/<pid>/cmdline`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use crate::db;
 use crate::error::{Exit, OpsError};
 
 /// Bytes of a program's stderr kept for the error message.
@@ -97,19 +98,26 @@ impl PgTool {
         })
     }
 
-    /// A command for this program with the password of `url` moved into the environment;
-    /// returns it and the URL to pass as `--dbname`.
-    pub fn command_for(&self, url: &str) -> (Command, String) {
-        let (url, password) = split_password(url);
+    /// A command for this program that connects to `url`, and the URL to pass as `--dbname`.
+    /// The URL is parsed once ([`PgUrl`]); its password (from the user info or a `password=`
+    /// parameter) goes into the child's environment as `PGPASSWORD`, never onto its command line,
+    /// where `ps` shows it to every user. `PGCONNECT_TIMEOUT` bounds libpq's connection set-up as
+    /// [`db::connect`] bounds ours.
+    pub fn command_for(&self, url: &str) -> Result<(Command, String), OpsError> {
+        let url = db::parse_url(url)?;
         let mut cmd = Command::new(&self.path);
-        if let Some(password) = password {
+        if let Some(password) = url.password() {
             cmd.env("PGPASSWORD", password);
         }
+        cmd.env(
+            "PGCONNECT_TIMEOUT",
+            db::timeouts().connect.as_secs().max(2).to_string(),
+        );
         cmd.env(
             "PGAPPNAME",
             format!("ransomeye-ops pid {}", std::process::id()),
         );
-        (cmd, url)
+        Ok((cmd, url.without_password().to_string()))
     }
 
     /// A command for this program that does not connect anywhere.
@@ -127,49 +135,6 @@ pub fn parse_major(version: &str) -> Option<u32> {
         .next()?
         .parse()
         .ok()
-}
-
-/// `postgres://user:secret@host/db` → (`postgres://user@host/db`, `Some("secret")`), the
-/// password percent-decoded. URLs without a password come back unchanged.
-pub fn split_password(url: &str) -> (String, Option<String>) {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return (url.to_string(), None);
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return (url.to_string(), None);
-    };
-    let Some((user, password)) = userinfo.split_once(':') else {
-        return (url.to_string(), None);
-    };
-    (
-        format!("{scheme}://{user}@{host}{tail}"),
-        Some(percent_decode(password)),
-    )
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Collects up to [`STDERR_KEEP`] bytes of a child's stderr on a thread, so the child never
@@ -214,24 +179,5 @@ mod tests {
         );
         assert_eq!(parse_major("pg_restore (PostgreSQL) 9.6.24"), Some(9));
         assert_eq!(parse_major("no version here"), None);
-    }
-
-    #[test]
-    fn passwords_move_out_of_urls() {
-        assert_eq!(
-            split_password("postgres://u:s%40cret@db:5432/x?sslmode=require"),
-            (
-                "postgres://u@db:5432/x?sslmode=require".to_string(),
-                Some("s@cret".to_string())
-            )
-        );
-        assert_eq!(
-            split_password("postgres://u@db/x"),
-            ("postgres://u@db/x".to_string(), None)
-        );
-        assert_eq!(
-            split_password("postgresql://db/x"),
-            ("postgresql://db/x".to_string(), None)
-        );
     }
 }

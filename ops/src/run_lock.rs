@@ -18,6 +18,7 @@ use nix::fcntl::{Flock, FlockArg};
 use ransomeye_kernel::{FileAction, PathError};
 use sqlx::{AssertSqlSafe, PgConnection};
 
+use crate::db::Answer;
 use crate::error::{Exit, OpsError};
 
 /// A held lock file; released when dropped (or when the process dies).
@@ -102,16 +103,16 @@ pub async fn advisory_lock(
         "set lock_timeout = '{ADVISORY_WAIT}'"
     )))
     .execute(&mut *conn)
-    .await
-    .map_err(|e| crate::db::error(e, "setting the lock timeout"))?;
+    .answer("setting the lock timeout")
+    .await?;
     let taken = sqlx::query("select pg_advisory_lock(hashtextextended($1, 0))")
         .bind(name)
         .execute(&mut *conn)
         .await;
     sqlx::query("set lock_timeout = 0")
         .execute(&mut *conn)
-        .await
-        .map_err(|e| crate::db::error(e, "resetting the lock timeout"))?;
+        .answer("resetting the lock timeout")
+        .await?;
     match taken {
         Ok(_) => return Ok(()),
         // 55P03 lock_not_available: the wait timed out.

@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::conn_url::{redact_url, with_database};
+
 use crate::access::Ownership;
 use crate::atomic_file::{write_atomic, Replace};
+use crate::conn_url::PgUrl;
 use crate::keys::{public_key_id, KeyId, PUBLIC_KEY_LEN};
 use crate::{FileAction, PathError};
 
@@ -58,6 +61,49 @@ pub struct Config {
 pub struct Database {
     /// PostgreSQL connection URL, e.g. `postgres://ransomeye@127.0.0.1:5432/ransomeye`.
     pub url: String,
+    /// Longest wait, in seconds, to connect and log in (TCP, TLS, authentication).
+    #[serde(
+        default = "default_connect_timeout_secs",
+        skip_serializing_if = "is_default_connect_timeout"
+    )]
+    pub connect_timeout_secs: u32,
+    /// Longest wait, in seconds, for the database's next answer once connected: a statement's
+    /// reply, the next rows of a stream, `pg_dump`'s next bytes. Not a limit on a whole
+    /// statement that keeps answering (a long COPY streams all along).
+    #[serde(
+        default = "default_answer_timeout_secs",
+        skip_serializing_if = "is_default_answer_timeout"
+    )]
+    pub answer_timeout_secs: u32,
+}
+
+impl Database {
+    /// `[database]` with this URL and the default timeouts.
+    pub fn new(url: impl Into<String>) -> Database {
+        Database {
+            url: url.into(),
+            connect_timeout_secs: default_connect_timeout_secs(),
+            answer_timeout_secs: default_answer_timeout_secs(),
+        }
+    }
+}
+
+fn default_connect_timeout_secs() -> u32 {
+    10
+}
+
+fn is_default_connect_timeout(secs: &u32) -> bool {
+    *secs == default_connect_timeout_secs()
+}
+
+/// Half an hour, as pgBackRest's `db-timeout`: a VACUUM or an index build on a large table
+/// can leave the connection silent for minutes without anything being wrong.
+fn default_answer_timeout_secs() -> u32 {
+    1800
+}
+
+fn is_default_answer_timeout(secs: &u32) -> bool {
+    *secs == default_answer_timeout_secs()
 }
 
 /// `[bus]`
@@ -349,13 +395,25 @@ impl Config {
             location: find_key(text, section, key),
             message: format!("[{section}] {key}: {message}"),
         };
-        if !(self.database.url.starts_with("postgres://")
-            || self.database.url.starts_with("postgresql://"))
-        {
+        if let Err(e) = PgUrl::parse(&self.database.url) {
             return Err(fail(
                 "database",
                 "url",
-                "must be a postgres:// or postgresql:// URL".into(),
+                format!("not a valid postgres:// or postgresql:// URL: {e}"),
+            ));
+        }
+        if self.database.connect_timeout_secs == 0 {
+            return Err(fail(
+                "database",
+                "connect_timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.database.answer_timeout_secs == 0 {
+            return Err(fail(
+                "database",
+                "answer_timeout_secs",
+                "must be at least 1".into(),
             ));
         }
         if !(self.bus.url.starts_with("nats://") || self.bus.url.starts_with("tls://")) {
@@ -546,51 +604,6 @@ fn find_key(text: &str, section: &str, key: &str) -> Option<Location> {
     None
 }
 
-/// `url` with its password, if any (`user:password@` or a `password=` parameter), replaced by
-/// `***`.
-pub fn redact_url(url: &str) -> String {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    let authority = match authority.rfind('@').and_then(|at| {
-        let (user, _) = authority[..at].split_once(':')?;
-        Some(format!("{user}:***{}", &authority[at..]))
-    }) {
-        Some(redacted) => redacted,
-        None => authority.to_string(),
-    };
-    let rest = url[authority_end..]
-        .split_inclusive(['?', '&'])
-        .map(|part| match part.strip_prefix("password=") {
-            Some(value) => {
-                let end = value.find(['&', '#']).unwrap_or(value.len());
-                format!("password=***{}", &value[end..])
-            }
-            None => part.to_string(),
-        })
-        .collect::<String>();
-    format!("{}{authority}{rest}", &url[..scheme_end])
-}
-
-/// `url` with its database name replaced by `database` (a plain identifier).
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[after_scheme..].find('/') {
-        Some(slash) => &base[..after_scheme + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{database}?{q}"),
-        None => format!("{base}/{database}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,36 +745,5 @@ public_key = "{PK}"
         );
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
-    }
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact_url("postgres://ops:s3cret@db:5432/ransomeye"),
-            "postgres://ops:***@db:5432/ransomeye"
-        );
-        assert_eq!(
-            redact_url("postgres://postgres@127.0.0.1:5432/x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(redact_url("nats://a:b@h:4222"), "nats://a:***@h:4222");
-        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
-        assert_eq!(
-            redact_url("postgres://db/x?user=a@b"),
-            "postgres://db/x?user=a@b"
-        );
-    }
-
-    #[test]
-    fn database_names_are_replaced() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/prod?sslmode=require", "drill"),
-            "postgres://u:p@h:5432/drill?sslmode=require"
-        );
-        assert_eq!(with_database("postgres://h", "drill"), "postgres://h/drill");
-        assert_eq!(
-            with_database("postgres://h/", "drill"),
-            "postgres://h/drill"
-        );
     }
 }

@@ -1,6 +1,7 @@
 //! The RansomEye kernel: what every operation of `ransomeye-ops` stands on.
 //!
 //! - [`config`]: the one TOML configuration file, strictly parsed, rewritten only atomically.
+//! - [`conn_url`]: connection URLs parsed once, passwords kept out of anything shown.
 //! - [`keys`]: the signing, archive and backup keys, their files, ids and permission checks.
 //! - [`atomic_file`]: files that appear under their final name complete and durable, or not at all.
 //! - [`envelope`]: the streaming encrypted file format (STREAM over AES-256-GCM, see `docs/FORMAT.md`).
@@ -11,6 +12,7 @@
 pub mod access;
 pub mod atomic_file;
 pub mod config;
+pub mod conn_url;
 pub mod envelope;
 pub mod keys;
 mod path_error;

@@ -31,7 +31,7 @@ use self::manifest::{manifest_path, Body, Manifest, State};
 use self::stream::read_back;
 use super::Context;
 use crate::cli::{ArchiveArgs, ArchiveCommand, ArchiveRunArgs};
-use crate::db::{self, quote_ident};
+use crate::db::{self, quote_ident, Answer};
 use crate::error::{Exit, OpsError};
 use crate::run_lock::{self, RunLock};
 use crate::sealed::{Digests, SealedWriter};
@@ -215,8 +215,8 @@ impl TableShape {
         let exists: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
             .bind(&quoted)
             .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| db::error(e, "looking up the archive table"))?;
+            .answer("looking up the archive table")
+            .await?;
         if exists.is_none() {
             return Err(OpsError::new(
                 Exit::Config,
@@ -232,8 +232,8 @@ impl TableShape {
         )
         .bind(&quoted)
         .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| db::error(e, "reading the archive table's columns"))?;
+        .answer("reading the archive table's columns")
+        .await?;
         let keys: Vec<(String, String)> = sqlx::query_as(
             "select a.attname::text, format_type(a.atttypid, a.atttypmod) from pg_index i \
              join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey) \
@@ -241,8 +241,8 @@ impl TableShape {
         )
         .bind(&quoted)
         .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| db::error(e, "reading the archive table's primary key"))?;
+        .answer("reading the archive table's primary key")
+        .await?;
         let primary_key = match keys.as_slice() {
             [(name, ty)] if matches!(ty.as_str(), "bigint" | "integer" | "smallint") => name.clone(),
             _ => {
@@ -340,13 +340,13 @@ fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>, OpsError> {
 async fn cutoff(conn: &mut PgConnection, days: u32) -> Result<String, OpsError> {
     sqlx::query("set time zone 'UTC'")
         .execute(&mut *conn)
-        .await
-        .map_err(|e| db::error(e, "setting the session time zone"))?;
+        .answer("setting the session time zone")
+        .await?;
     sqlx::query_scalar("select to_json(now() - make_interval(days => $1))#>>'{}'")
         .bind(days as i32)
         .fetch_one(&mut *conn)
+        .answer("computing the cutoff")
         .await
-        .map_err(|e| db::error(e, "computing the cutoff"))
 }
 
 /// `--dry-run`: rows and JSON size exactly, file size estimated by compressing a sample.
@@ -367,8 +367,8 @@ async fn estimate(
     let (rows, bytes): (i64, i64) = sqlx::query_as(AssertSqlSafe(sql))
         .bind(cutoff)
         .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| db::error(e, "counting rows to archive"))?;
+        .answer("counting rows to archive")
+        .await?;
     let sample_sql = format!(
         "select coalesce(string_agg(row_to_json(x)::text, E'\\n'), '') from \
          (select {} from {} where {} < $1::timestamptz order by {} limit 5000) x",
@@ -380,8 +380,8 @@ async fn estimate(
     let sample: String = sqlx::query_scalar(AssertSqlSafe(sample_sql))
         .bind(cutoff)
         .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| db::error(e, "sampling rows to archive"))?;
+        .answer("sampling rows to archive")
+        .await?;
     let compressed = zstd::bulk::compress(sample.as_bytes(), job.zstd_level)
         .map(|c| c.len())
         .unwrap_or(0);
@@ -440,8 +440,8 @@ async fn export(
         "select to_char(now() at time zone 'UTC', 'YYYY-MM-DD'), to_json(now())#>>'{}'",
     )
     .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| db::error(e, "reading the database clock"))?;
+    .answer("reading the database clock")
+    .await?;
     let path = next_archive_name(&job.dir, &date);
     let mut writer =
         SealedWriter::create(&path, &job.archive_key, Purpose::Archive, job.zstd_level)?;
@@ -472,9 +472,9 @@ async fn export(
     {
         let mut copy = conn
             .copy_out_raw(&statement)
-            .await
-            .map_err(|e| db::error(e, "starting the export"))?;
-        while let Some(data) = copy.next().await {
+            .answer("starting the export")
+            .await?;
+        while let Some(data) = db::bounded(copy.next(), "exporting rows").await? {
             let data = data.map_err(|e| db::error(e, "exporting rows"))?;
             rows += bounds.take(&data, &mut line);
             chunk.extend_from_slice(&data);
@@ -680,8 +680,8 @@ async fn prune(
             .bind(&lows)
             .bind(&highs)
             .execute(&mut *conn)
-            .await
-            .map_err(|e| db::error(e, "deleting archived rows"))?;
+            .answer("deleting archived rows")
+            .await?;
         deleted += done.rows_affected();
         progress.set_position(deleted);
         crate::failpoint::hit("archive-mid-prune");
@@ -718,8 +718,8 @@ fn consecutive_runs(ids: &[i64]) -> (Vec<i64>, Vec<i64>) {
 async fn vacuum(conn: &mut PgConnection, shape: &TableShape) -> Result<(), OpsError> {
     sqlx::query(AssertSqlSafe(format!("vacuum (analyze) {}", shape.quoted)))
         .execute(&mut *conn)
-        .await
-        .map_err(|e| db::error(e, "vacuuming the table"))?;
+        .answer("vacuuming the table")
+        .await?;
     Ok(())
 }
 
@@ -1022,8 +1022,8 @@ fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
             inserted += sqlx::query(AssertSqlSafe(insert.clone()))
                 .bind(batch)
                 .execute(&mut conn)
-                .await
-                .map_err(|e| db::error(e, "re-inserting archived rows"))?
+                .answer("re-inserting archived rows")
+                .await?
                 .rows_affected();
         }
         let (_, rows) = reader

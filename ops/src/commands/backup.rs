@@ -43,7 +43,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use self::manifest::{Body, Entry, Manifest, Paths, SealedFile};
 use super::Context;
 use crate::cli::{BackupArgs, BackupCommand};
-use crate::db;
+use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
 use crate::pg_tools::{PgTool, StderrTail};
 use crate::run_lock::{self, RunLock};
@@ -160,8 +160,8 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         let previous = previous_entries(&job)?;
         let mut tx = conn
             .begin_with("begin isolation level repeatable read, read only")
-            .await
-            .map_err(|e| db::error(e, "starting the snapshot transaction"))?;
+            .answer("starting the snapshot transaction")
+            .await?;
         let snapshot = Snapshot::export(&mut tx).await?;
         let pg_dump = PgTool::find("pg_dump", snapshot.server_major, job.pg_bin_dir.as_deref())?;
         let pg_restore = check::Tools::new(job.pg_bin_dir.clone()).pg_restore(&pg_dump.version)?;
@@ -187,7 +187,7 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         // The dump must finish either way before any error is reported, so that no child
         // outlives the run; the snapshot stays exported until then.
         let dumped = dump.finish().await;
-        let _ = tx.commit().await;
+        let _ = db::bounded(tx.commit(), "ending the snapshot transaction").await;
         // A failed query ends the snapshot, and pg_dump then fails to import it: report the
         // cause, not pg_dump's consequence.
         let tables = tables?;
@@ -312,8 +312,8 @@ impl Snapshot {
              current_setting('server_version_num')",
         )
         .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| db::error(e, "exporting the snapshot"))?;
+        .answer("exporting the snapshot")
+        .await?;
         let server_major = num.parse::<u32>().map(|n| n / 10000).unwrap_or(0);
         Ok(Snapshot {
             id,
@@ -339,15 +339,15 @@ pub(crate) async fn count_rows(
          order by 1, 2",
     )
     .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| db::error(e, "listing tables"))?;
+    .answer("listing tables")
+    .await?;
     let mut counts = std::collections::BTreeMap::new();
     for (schema, table) in tables {
         let quoted = format!("{}.{}", db::quote_ident(&schema), db::quote_ident(&table));
         let (n,): (i64,) = sqlx::query_as(AssertSqlSafe(format!("select count(*) from {quoted}")))
             .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| db::error(e, &format!("counting rows of {schema}.{table}")))?;
+            .answer(&format!("counting rows of {schema}.{table}"))
+            .await?;
         counts.insert(format!("{schema}.{table}"), n.max(0) as u64);
     }
     Ok(counts)
@@ -378,7 +378,7 @@ impl Dump {
         snapshot: &Snapshot,
         path: &Path,
     ) -> Result<Dump, OpsError> {
-        let (mut cmd, url) = tool.command_for(&job.database_url);
+        let (mut cmd, url) = tool.command_for(&job.database_url)?;
         cmd.args(["--format=custom", "--compress=0", "--no-sync"])
             .arg(format!("--snapshot={}", snapshot.id))
             .arg(format!("--dbname={url}"))

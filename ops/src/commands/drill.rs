@@ -15,7 +15,7 @@ use super::backup::manifest;
 use super::restore::{self, Plan};
 use super::Context;
 use crate::cli::DrillArgs;
-use crate::db;
+use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
 use crate::utils::{elapsed_ms, print_json, runtime};
 use ransomeye_kernel::config::with_database;
@@ -44,8 +44,8 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
                 let mut admin = db::connect(&config.database.url, "drill").await?;
                 sqlx::query(AssertSqlSafe(format!("create database \"{name}\"")))
                     .execute(&mut admin)
-                    .await
-                    .map_err(|e| db::error(e, "creating the drill's scratch database"))?;
+                    .answer("creating the drill's scratch database")
+                    .await?;
                 (
                     with_database(&config.database.url, &name),
                     Some((admin, name)),
@@ -72,8 +72,8 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
                 "drop database if exists \"{name}\" with (force)"
             )))
             .execute(&mut admin)
-            .await
-            .map_err(|e| db::error(e, &format!("dropping the scratch database {name}")))?;
+            .answer(&format!("dropping the scratch database {name}"))
+            .await?;
         }
         outcome.map(|o| (o, rto_ms))
     });

@@ -27,7 +27,10 @@ pub struct Context {
 impl Context {
     /// Loads the configuration file and applies the environment overrides.
     pub fn config(&self) -> Result<Config, OpsError> {
-        Ok(Config::load(&self.config_source)?.with_env_overrides(|k| std::env::var(k).ok()))
+        let config =
+            Config::load(&self.config_source)?.with_env_overrides(|k| std::env::var(k).ok());
+        crate::db::configure(&config.database);
+        Ok(config)
     }
 }
 

@@ -27,7 +27,7 @@ use super::backup::manifest::{Entry, Kind, Manifest, Paths};
 use super::backup::{bundle, count_rows, intel_error};
 use super::Context;
 use crate::cli::RestoreArgs;
-use crate::db;
+use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
 use crate::sealed::SealedReader;
 use crate::utils::{elapsed_ms, print_json, runtime};
@@ -155,7 +155,7 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     }
     let restored = async {
         let phase = Instant::now();
-        let (mut cmd, url) = pg_restore.command_for(&plan.target_url);
+        let (mut cmd, url) = pg_restore.command_for(&plan.target_url)?;
         cmd.args(["--exit-on-error", "--single-transaction"])
             .arg(format!("--dbname={url}"));
         if plan.clean {
@@ -206,8 +206,8 @@ async fn refuse_non_empty(conn: &mut sqlx::PgConnection, clean: bool) -> Result<
            and n.nspname not like 'pg_toast%'",
     )
     .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| db::error(e, "looking at the target database"))?;
+    .answer("looking at the target database")
+    .await?;
     if tables > 0 && !clean {
         return Err(OpsError::new(
             Exit::CantCreate,

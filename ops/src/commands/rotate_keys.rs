@@ -35,11 +35,12 @@ use self::bus::{Tally, TrustBus};
 use self::journal::{Counts, Journal, Rotation, Side, State};
 use super::Context;
 use crate::cli::{RotateKeysArgs, RotateKeysCommand};
+use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
+use crate::failpoint;
 use crate::run_lock::{self, RunLock};
 use crate::trust::{NEXT_KEY, RETIRED_DIR};
 use crate::utils::{elapsed_ms, print_json, runtime};
-use crate::{db, failpoint};
 
 /// Seconds between the end of ack collection and the update's deadline: room for the commit to
 /// reach agents before they would drop the pending key.
@@ -674,8 +675,8 @@ async fn active_agents(conn: &mut PgConnection) -> Result<HashMap<AgentId, Vec<u
     let rows: Vec<(String, Vec<u8>)> =
         sqlx::query_as("select id::text, public_key from agents where status = 'active'")
             .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| db::error(e, "reading the active agents"))?;
+            .answer("reading the active agents")
+            .await?;
     let mut agents = HashMap::with_capacity(rows.len());
     for (id, key) in rows {
         match id.parse::<AgentId>() {
