@@ -9,12 +9,27 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use crate::db;
 use crate::error::{Exit, OpsError};
 
 /// Bytes of a program's stderr kept for the error message.
 const STDERR_KEEP: usize = 16 * 1024;
+
+/// libpq's TCP keepalive settings for the pg tools' connections: first probe after 60 s idle,
+/// then every 10 s, given up after 6 unanswered.
+const KEEPALIVES: [(&str, &str); 4] = [
+    ("keepalives", "1"),
+    ("keepalives_idle", "60"),
+    ("keepalives_interval", "10"),
+    ("keepalives_count", "6"),
+];
 
 /// A located client program and its major version.
 #[derive(Debug, Clone)]
@@ -102,9 +117,13 @@ impl PgTool {
     /// The URL is parsed once ([`PgUrl`]); its password (from the user info or a `password=`
     /// parameter) goes into the child's environment as `PGPASSWORD`, never onto its command line,
     /// where `ps` shows it to every user. `PGCONNECT_TIMEOUT` bounds libpq's connection set-up as
-    /// [`db::connect`] bounds ours.
+    /// [`db::connect`] bounds ours, and TCP keepalives (unless the URL sets its own) make a
+    /// server that vanished from the network an error after about two minutes instead of a
+    /// connection that waits forever.
     pub fn command_for(&self, url: &str) -> Result<(Command, String), OpsError> {
-        let url = db::parse_url(url)?;
+        let url = KEEPALIVES.iter().fold(db::parse_url(url)?, |url, (k, v)| {
+            url.with_default_param(k, v)
+        });
         let mut cmd = Command::new(&self.path);
         if let Some(password) = url.password() {
             cmd.env("PGPASSWORD", password);
@@ -167,6 +186,72 @@ impl StderrTail {
     }
 }
 
+/// Kills a pg tool whose output stops flowing for longer than the answer timeout: `pg_dump`
+/// talking to a server that stopped answering would otherwise wait forever (libpq has no read
+/// timeout, and a stopped server's kernel still acknowledges every keepalive).
+pub struct Stall {
+    state: Arc<StallState>,
+    watcher: std::thread::JoinHandle<()>,
+}
+
+struct StallState {
+    last: Mutex<Instant>,
+    done: AtomicBool,
+    killed: AtomicBool,
+}
+
+/// What the reader of the tool's output touches on every chunk.
+#[derive(Clone)]
+pub struct Beat(Arc<StallState>);
+
+impl Beat {
+    /// Output arrived: the tool is making progress.
+    pub fn touch(&self) {
+        if let Ok(mut last) = self.0.last.lock() {
+            *last = Instant::now();
+        }
+    }
+}
+
+impl Stall {
+    /// Starts watching `child`, which must make progress at least every `limit`.
+    pub fn watch(child: &Child, limit: Duration) -> Stall {
+        let state = Arc::new(StallState {
+            last: Mutex::new(Instant::now()),
+            done: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+        });
+        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        let watched = Arc::clone(&state);
+        let period = (limit / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let watcher = std::thread::spawn(move || {
+            while !watched.done.load(Ordering::Acquire) {
+                let idle = watched.last.lock().map(|l| l.elapsed()).unwrap_or_default();
+                if idle > limit {
+                    watched.killed.store(true, Ordering::Release);
+                    let _ = kill(pid, Signal::SIGKILL);
+                    return;
+                }
+                std::thread::park_timeout(period);
+            }
+        });
+        Stall { state, watcher }
+    }
+
+    /// The handle the output's reader touches.
+    pub fn beat(&self) -> Beat {
+        Beat(Arc::clone(&self.state))
+    }
+
+    /// Stops watching (call once the child has exited); true when the watch killed it.
+    pub fn stop(self) -> bool {
+        self.state.done.store(true, Ordering::Release);
+        self.watcher.thread().unpark();
+        let _ = self.watcher.join();
+        self.state.killed.load(Ordering::Acquire)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +264,32 @@ mod tests {
         );
         assert_eq!(parse_major("pg_restore (PostgreSQL) 9.6.24"), Some(9));
         assert_eq!(parse_major("no version here"), None);
+    }
+
+    #[test]
+    fn a_silent_child_is_killed_and_a_talking_one_is_not() {
+        let mut silent = Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("spawn sleep");
+        let stall = Stall::watch(&silent, Duration::from_millis(200));
+        let status = silent.wait().expect("wait");
+        assert!(stall.stop(), "the watch killed the silent child");
+        assert!(!status.success());
+
+        let mut talking = Command::new("sh")
+            .args(["-c", "for i in 1 2 3 4 5 6; do echo $i; sleep 0.5; done"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let stall = Stall::watch(&talking, Duration::from_secs(2));
+        let beat = stall.beat();
+        let mut out = talking.stdout.take().expect("stdout");
+        let mut buf = [0u8; 64];
+        while out.read(&mut buf).expect("read") > 0 {
+            beat.touch();
+        }
+        assert!(talking.wait().expect("wait").success());
+        assert!(!stall.stop(), "a child that keeps talking is left alone");
     }
 }

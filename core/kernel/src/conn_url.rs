@@ -94,6 +94,26 @@ impl PgUrl {
         other
     }
 
+    /// The URL with the parameter `key=value` added, unless it already sets `key` (the
+    /// operator's setting wins). `key` and `value` are plain (letters, digits, `_`).
+    pub fn with_default_param(&self, key: &str, value: &str) -> PgUrl {
+        let present = self.shown.query().is_some_and(|q| {
+            q.split('&').any(|part| {
+                let k = part.split_once('=').map_or(part, |(k, _)| k);
+                percent_decode_str(k).decode_utf8_lossy() == key
+            })
+        });
+        let mut other = self.clone();
+        if !present {
+            let query = match other.shown.query() {
+                Some(q) if !q.is_empty() => format!("{q}&{key}={value}"),
+                _ => format!("{key}={value}"),
+            };
+            other.shown.set_query(Some(&query));
+        }
+        other
+    }
+
     /// The database the URL names (its path), if any.
     pub fn database(&self) -> Option<String> {
         let path = self.shown.path().trim_start_matches('/');
@@ -268,6 +288,24 @@ mod tests {
         assert_eq!(
             with_database("postgres://h/", "drill"),
             "postgres://h/drill"
+        );
+    }
+
+    #[test]
+    fn default_parameters_never_override_the_operators() {
+        let url = PgUrl::parse("postgres://u:p@h/x?keepalives_idle=5").expect("url");
+        let url = url
+            .with_default_param("keepalives_idle", "60")
+            .with_default_param("keepalives", "1");
+        assert_eq!(
+            url.without_password(),
+            "postgres://u@h/x?keepalives_idle=5&keepalives=1"
+        );
+        let bare = PgUrl::parse("postgres://h/x").expect("url");
+        assert_eq!(
+            bare.with_default_param("keepalives", "1")
+                .without_password(),
+            "postgres://h/x?keepalives=1"
         );
     }
 

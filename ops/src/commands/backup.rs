@@ -45,7 +45,7 @@ use super::Context;
 use crate::cli::{BackupArgs, BackupCommand};
 use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
-use crate::pg_tools::{PgTool, StderrTail};
+use crate::pg_tools::{PgTool, Stall, StderrTail};
 use crate::run_lock::{self, RunLock};
 use crate::sealed::{Digests, SealedReader, SealedWriter};
 use crate::utils::{elapsed_ms, print_json, progress, runtime, stdout_error};
@@ -357,6 +357,7 @@ pub(crate) async fn count_rows(
 /// a second thread reads that file back right behind the writer.
 struct Dump {
     child: std::process::Child,
+    stall: Stall,
     stderr: StderrTail,
     writer: std::thread::JoinHandle<Result<(AtomicFile, Digests), OpsError>>,
     reader: std::thread::JoinHandle<Result<Digests, OpsError>>,
@@ -394,6 +395,8 @@ impl Dump {
             )
         })?;
         let stderr = StderrTail::start(&mut child);
+        let stall = Stall::watch(&child, db::timeouts().answer);
+        let beat = stall.beat();
         let mut stdout = child
             .stdout
             .take()
@@ -428,6 +431,7 @@ impl Dump {
                         ))
                     }
                 };
+                beat.touch();
                 writer.write_bytes(&buf[..n])?;
                 total += n as u64;
                 bar.set_position(total);
@@ -437,6 +441,7 @@ impl Dump {
         });
         Ok(Dump {
             child,
+            stall,
             stderr,
             writer,
             reader,
@@ -463,11 +468,25 @@ impl Dump {
                 .join()
                 .map_err(|_| OpsError::new(Exit::Software, "the dump read-back panicked"));
             let status = self.child.wait();
-            (written, read, status, self.stderr.finish(), self.program)
+            let stalled = self.stall.stop();
+            (
+                written,
+                read,
+                status,
+                stalled,
+                self.stderr.finish(),
+                self.program,
+            )
         })
         .await
         .map_err(|e| OpsError::new(Exit::Software, format!("dump thread failed: {e}")))?;
-        let (written, read, status, stderr, program) = written;
+        let (written, read, status, stalled, stderr, program) = written;
+        if stalled {
+            return Err(db::no_answer(
+                db::timeouts().answer,
+                "dumping the database (pg_dump received nothing and was stopped)",
+            ));
+        }
         let written = written??;
         let status = status.map_err(|e| {
             OpsError::new(Exit::Software, format!("waiting for pg_dump failed: {e}"))
