@@ -98,7 +98,7 @@ pub async fn connect(url: &str, purpose: &str) -> Result<PgConnection, OpsError>
             .hint("something accepts connections there but does not answer like PostgreSQL: check the server (is it hung or stopped?) and [database] url; [database] connect_timeout_secs sets the wait"))
         }
     };
-    crate::failpoint::pause("db-connected");
+    crate::failpoint::hold("db-connected");
     Ok(conn)
 }
 

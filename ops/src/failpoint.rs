@@ -2,10 +2,10 @@
 //! the process die at once (as SIGKILL would: no destructors, no cleanup) when it reaches the
 //! point called `<name>`. Release builds compile this to nothing.
 //!
-//! Pause points let a test act at an exact moment of a run without guessing with sleeps:
-//! `RANSOMEYE_PAUSE=<name>` and `RANSOMEYE_PAUSE_DIR=<dir>` make the process create
+//! Hold points let a test act at an exact moment of a run without guessing with sleeps:
+//! `RANSOMEYE_HOLD=<name>` and `RANSOMEYE_HOLD_DIR=<dir>` make the process create
 //! `<dir>/<name>.reached` when it reaches the point, then wait until the test creates
-//! `<dir>/<name>.go`.
+//! `<dir>/<name>.go` ([`hold`]).
 
 /// Dies here if the failpoint `name` is armed (debug builds only).
 pub fn hit(name: &str) {
@@ -30,12 +30,12 @@ pub fn armed(name: &str) -> bool {
     }
 }
 
-/// Waits here, in debug builds, while the pause point `name` is armed: announces
-/// `<RANSOMEYE_PAUSE_DIR>/<name>.reached` and returns once `<name>.go` exists there.
-pub fn pause(name: &str) {
+/// Waits here, in debug builds, while the hold point `name` is armed: announces
+/// `<RANSOMEYE_HOLD_DIR>/<name>.reached` and returns once `<name>.go` exists there.
+pub fn hold(name: &str) {
     #[cfg(debug_assertions)]
-    if std::env::var("RANSOMEYE_PAUSE").is_ok_and(|v| v == name) {
-        if let Some(dir) = std::env::var_os("RANSOMEYE_PAUSE_DIR") {
+    if std::env::var("RANSOMEYE_HOLD").is_ok_and(|v| v == name) {
+        if let Some(dir) = std::env::var_os("RANSOMEYE_HOLD_DIR") {
             let dir = std::path::PathBuf::from(dir);
             let go = dir.join(format!("{name}.go"));
             if go.exists() {
@@ -45,7 +45,7 @@ pub fn pause(name: &str) {
                 dir.join(format!("{name}.reached")),
                 std::process::id().to_string(),
             );
-            eprintln!("pause point {name}: waiting for {}", go.display());
+            eprintln!("hold point {name}: waiting for {}", go.display());
             while !go.exists() {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }

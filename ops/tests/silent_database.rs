@@ -2,7 +2,7 @@
 //! gives exit 69 naming what was waited for, within the configured bound; it never hangs.
 //!
 //! Two silent servers: a listener of the test's own that accepts and never writes a byte, and a
-//! real PostgreSQL backend stopped with SIGSTOP once the command has connected (the pause point
+//! real PostgreSQL backend stopped with SIGSTOP once the command has connected (the hold point
 //! `db-connected` tells the test when; only that one backend is stopped, so other tests sharing
 //! the server are untouched).
 
@@ -114,8 +114,8 @@ fn stop_backend_after_connect(w: &World, args: &[&str]) -> (Run, Duration) {
     let child = w
         .ops()
         .args(args)
-        .env("RANSOMEYE_PAUSE", "db-connected")
-        .env("RANSOMEYE_PAUSE_DIR", pause.path())
+        .env("RANSOMEYE_HOLD", "db-connected")
+        .env("RANSOMEYE_HOLD_DIR", pause.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
