@@ -1,7 +1,7 @@
 //! Interrupts: SIGINT, SIGTERM and SIGHUP, sent for real to the running binary at a point made
 //! deterministic by a paused failpoint or a `[services]` command that says it is running.
 //! `restore` always starts the services again, `drill` drops its scratch database (and the
-//! next drill the leftovers of a killed one).
+//! next drill the leftovers of a killed one), `archive` and `backup` stop at their safe points.
 
 mod common;
 
@@ -315,4 +315,66 @@ fn the_next_drill_removes_a_killed_drills_leftover_and_nothing_else() {
     for name in [&unmarked, &alive] {
         sql(format!("drop database {name} with (force)"));
     }
+}
+
+#[test]
+fn a_signal_before_the_backup_commit_abandons_it_and_leaves_no_file() {
+    let w = World::initialised();
+    let mut r = Running::start(
+        w.ops()
+            .arg("backup")
+            .env("RANSOMEYE_FAILPOINT", "backup-before-commit"),
+    );
+    r.wait_for("failpoint backup-before-commit: paused");
+    r.signal(Signal::SIGTERM);
+    r.finish()
+        .expect_code(75)
+        .stderr_has("interrupted by SIGTERM")
+        .stderr_has("was not committed and its temp files were removed");
+    assert!(
+        w.list("backups")
+            .iter()
+            .all(|n| n.starts_with(".backup.lock")),
+        "nothing of the interrupted run is left: {:?}",
+        w.list("backups")
+    );
+    run(w.ops().arg("backup")).expect_code(0);
+    run(w.ops().args(["verify", "--all"])).expect_code(0);
+}
+
+#[test]
+fn a_signal_between_prune_batches_stops_there_and_the_next_run_finishes() {
+    let w = World::initialised();
+    w.db().execute(
+        "insert into audit_logs (created_at, actor) \
+         select now() - interval '40 days' - g * interval '1 minute', 'u' \
+         from generate_series(1, 100) g",
+    );
+    let old = || {
+        w.db().int(
+            "select count(*)::int8 from audit_logs where created_at < now() - interval '30 days'",
+        )
+    };
+    let mut r = Running::start(
+        w.ops()
+            .args(["archive", "--batch-size", "10", "--no-vacuum"])
+            .env("RANSOMEYE_FAILPOINT", "archive-between-batches"),
+    );
+    r.wait_for("failpoint archive-between-batches: paused");
+    r.signal(Signal::SIGTERM);
+    r.finish()
+        .expect_code(75)
+        .stderr_has("interrupted by SIGTERM")
+        .stderr_has("10 of its rows deleted so far");
+    assert_eq!(old(), 90, "one batch of ten was deleted, no more");
+
+    run(w.ops().args(["archive", "--no-vacuum"])).expect_code(0);
+    assert_eq!(old(), 0);
+    let archives: Vec<String> = w
+        .list("archive")
+        .into_iter()
+        .filter(|n| n.ends_with(".zst.enc"))
+        .collect();
+    assert_eq!(archives.len(), 1, "no row archived twice: {archives:?}");
+    run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
 }
