@@ -148,6 +148,8 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     };
     let pg_restore = plan.tools.pg_restore(&manifest.body.pg_dump_version)?;
 
+    // A signal so far stops the run before anything changes, services included.
+    interrupt::check("nothing was changed")?;
     if let Some(services) = plan.services {
         match run_services(&services.stop, services.timeout_secs, "stop") {
             Ok(stopped) => outcome.services_stopped = stopped,
