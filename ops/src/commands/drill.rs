@@ -146,13 +146,12 @@ async fn create_scratch(admin: &mut sqlx::PgConnection, name: &str) -> Result<()
     .execute(&mut *admin)
     .await
     .map_err(|e| db::error(e, "creating the drill's scratch database"))?;
+    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&mut *admin)
+        .await
+        .map_err(|e| db::error(e, "reading this session's pid"))?;
     let me: Result<(i32, Option<i64>), _> = sqlx::query_as(SESSION)
-        .bind(
-            sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
-                .fetch_one(&mut *admin)
-                .await
-                .map_err(|e| db::error(e, "reading this session's pid"))?,
-        )
+        .bind(pid)
         .fetch_one(&mut *admin)
         .await;
     let marked = match me {

@@ -151,7 +151,7 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     // A signal so far stops the run before anything changes, services included.
     interrupt::check("nothing was changed")?;
     if let Some(services) = plan.services {
-        match run_services(&services.stop, services.timeout_secs, "stop") {
+        match run_commands(&services.stop, services.timeout_secs, "stop", true) {
             Ok(stopped) => outcome.services_stopped = stopped,
             Err(e) => {
                 // Bring back whatever was stopped before the failure (or the signal).
@@ -439,15 +439,6 @@ async fn compare(
         ));
     }
     Ok(())
-}
-
-/// Runs each `[services] stop` command (see [`run_commands`]); a signal stops it.
-fn run_services(
-    commands: &[String],
-    timeout_secs: u64,
-    what: &str,
-) -> Result<Vec<String>, OpsError> {
-    run_commands(commands, timeout_secs, what, true)
 }
 
 /// Runs each command with `sh -c`, in order, each bounded by `timeout_secs`; stops at the
