@@ -143,23 +143,28 @@ Restore a backup: check its manifest; refuse a target database that has tables u
 dump as it streams and the file bundle beside it, and holding the dump's last bytes back until both checked
 out, so a damaged backup restores nothing and a failed restore leaves the target as it was; restore files under --files-to (following the incremental chain for artifacts;
 existing files are only replaced with --yes); compare every table's row count and the intel graph digest with
-the manifest; run [services] start, also when the restore failed.
+the manifest; run [services] start, also when the restore failed or was interrupted. On SIGINT,
+SIGTERM or SIGHUP a running stop command is killed, or the restore stops before pg_restore starts
+or commits (the target stays as it was); [services] start is run either way; exit code 75.
 
 Touches: the target database; files under --files-to; the configured services.",
-        after_long_help = "Exit codes: 0 restored and matching, 65 backup damaged (nothing restored) or restored data does not match,\n66 no such backup, 69 database unreachable or pg_restore missing, 73 target database not empty (use --clean)\nor a file exists (use --yes), 77 key not available.\n\nExample:\n  ransomeye-ops restore ransomeye_20261123T020000Z --target-database-url postgres://postgres@db2/ransomeye \\\n    --files-to /srv/restore"
+        after_long_help = "Exit codes: 0 restored and matching, 65 backup damaged (nothing restored) or restored data does not match,\n66 no such backup, 69 database unreachable or pg_restore missing, 73 target database not empty (use --clean)\nor a file exists (use --yes), 75 interrupted by a signal (services started), 77 key not available.\n\nExample:\n  ransomeye-ops restore ransomeye_20261123T020000Z --target-database-url postgres://postgres@db2/ransomeye \\\n    --files-to /srv/restore"
     )]
     Restore(RestoreArgs),
 
     /// Disaster-recovery drill: restore the newest backup into a scratch database and check it
     #[command(
         long_about = "\
-Disaster-recovery drill without touching production: the newest backup -> full verification -> restore into a
-scratch database ransomeye_drill_<ts> on the same server (or --target-database-url, which must be empty) ->
-compare every table's row count and the intel graph digest with the manifest -> drop the scratch database ->
-report pass/fail and the measured restore time (RTO). Services are not stopped.
+Disaster-recovery drill without touching production: the newest backup -> drop the scratch
+databases of earlier drills that were killed (only those marked as a drill's whose creating session
+is gone) -> full verification -> restore into a scratch database ransomeye_drill_<ts>_<pid> on the
+same server (or --target-database-url, which must be empty) -> compare every table's row count and
+the intel graph digest with the manifest -> drop the scratch database (also after a failure, or
+SIGINT/SIGTERM/SIGHUP: exit 75) -> report pass/fail and the measured restore time (RTO). Services
+are not stopped.
 
-Touches: creates and drops the scratch database.",
-        after_long_help = "Exit codes: 0 drill passed, 65 backup damaged or restored data does not match, 66 no backup, 69 database\nunreachable or pg_restore missing, 73 target not empty, 77 key not available.\n\nExample:\n  ransomeye-ops --json drill"
+Touches: creates and drops the scratch database, and leftovers of killed drills.",
+        after_long_help = "Exit codes: 0 drill passed, 65 backup damaged or restored data does not match, 66 no backup, 69 database\nunreachable or pg_restore missing, 73 target not empty, 75 interrupted by a signal (scratch database dropped),\n77 key not available.\n\nExample:\n  ransomeye-ops --json drill"
     )]
     Drill(DrillArgs),
 
@@ -191,7 +196,9 @@ Touches: [keys] dir (signing.key, signing.key.next, retired/, rotation-journal.j
     /// Check database, bus, disk space and host; Nagios-style exit code
     #[command(
         long_about = "\
-Deep health check of database, bus, disk and host, run concurrently, each bounded by --timeout.
+Deep health check of database, bus, disk and host, run concurrently, each bounded by --timeout:
+a check that does not answer in time (a hung peer, statvfs on a dead network mount) is critical,
+and health still exits on time.
 
 database: connect, `select 1` latency, server version, connections used vs max_connections.
 bus: connect, round-trip time, JetStream available.

@@ -1,6 +1,7 @@
 //! Crash points for the crash-safety tests: in debug builds, `RANSOMEYE_FAILPOINT=<name>` makes
 //! the process die at once (as SIGKILL would: no destructors, no cleanup) when it reaches the
-//! point called `<name>`. Release builds compile this to nothing.
+//! point called `<name>`, or pause there until a signal arrives ([`pause`]). Release builds
+//! compile this to nothing.
 //!
 //! Hold points let a test act at an exact moment of a run without guessing with sleeps:
 //! `RANSOMEYE_HOLD=<name>` and `RANSOMEYE_HOLD_DIR=<dir>` make the process create
@@ -49,6 +50,22 @@ pub fn hold(name: &str) {
             while !go.exists() {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+/// Pauses here if the failpoint `name` is armed (debug builds only): prints
+/// `failpoint <name>: paused` on stderr, then waits until a signal was received (see
+/// [`crate::interrupt`]), so that a test can send one at exactly this point. In a command that
+/// handles no signals it waits until killed, as a syscall stuck on a dead mount would.
+pub fn pause(name: &str) {
+    #[cfg(debug_assertions)]
+    if armed(name) {
+        eprintln!("failpoint {name}: paused");
+        while crate::interrupt::received().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
     #[cfg(not(debug_assertions))]

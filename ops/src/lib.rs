@@ -12,6 +12,7 @@ pub mod dirs;
 pub mod error;
 pub mod failpoint;
 pub mod follow;
+pub mod interrupt;
 pub mod pg_tools;
 pub mod privilege;
 pub mod run_lock;

@@ -109,6 +109,62 @@ fn hanging_peers_are_critical_within_timeout_plus_half_a_second() {
     );
 }
 
+/// Runs `cmd` to completion with its output collected; a run still going after `limit` is
+/// killed and fails the test (a guard against hanging the suite, not a synchronisation).
+fn run_within(cmd: &mut std::process::Command, limit: Duration) -> common::Run {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => {
+            let out = out.expect("wait");
+            common::Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("health still running after {limit:?}: it hangs");
+        }
+    }
+}
+
+#[test]
+fn a_disk_check_stuck_in_a_syscall_is_critical_and_health_exits_on_time() {
+    let w = World::initialised();
+    let started = Instant::now();
+    // The failpoint blocks the disk check's thread for good, as statvfs on a dead NFS mount does.
+    let out = run_within(
+        w.ops()
+            .args(["--json", "health", "--timeout", "1"])
+            .env("RANSOMEYE_FAILPOINT", "health-disk-hang"),
+        Duration::from_secs(20),
+    );
+    let elapsed = started.elapsed();
+    out.stderr_has("failpoint health-disk-hang: paused");
+    out.expect_code(2);
+    let report = out.json();
+    let disk = check(&report, "disk");
+    assert_eq!(disk["status"], "critical", "{report}");
+    assert_eq!(disk["detail"], "no answer in 1 s", "{report}");
+    // The other checks were not held up by the stuck one.
+    assert_eq!(check(&report, "database")["status"], "ok", "{report}");
+    assert_eq!(check(&report, "bus")["status"], "ok", "{report}");
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "health took {elapsed:?} with a 1 s timeout"
+    );
+}
+
 #[test]
 fn missing_archive_dir_is_a_critical_disk_check() {
     let w = World::initialised();

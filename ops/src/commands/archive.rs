@@ -107,6 +107,9 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         ..RunReport::default()
     };
     let rt = runtime()?;
+    if !opts.dry_run {
+        crate::interrupt::install()?;
+    }
     rt.block_on(async {
         let mut conn = db::connect(&config.database.url, "archive").await?;
         let phase = Instant::now();
@@ -153,7 +156,8 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         }
         report.status = "archived";
         Ok::<(), OpsError>(())
-    })?;
+    })
+    .map_err(crate::interrupt::attribute)?;
     rt.shutdown_background();
     report.duration_ms = elapsed_ms(started);
     print_report(ctx, &report)
@@ -685,6 +689,12 @@ async fn prune(
         deleted += done.rows_affected();
         progress.set_position(deleted);
         crate::failpoint::hit("archive-mid-prune");
+        // The safe point: every batch is its own transaction, and the next run finishes the rest.
+        crate::failpoint::pause("archive-between-batches");
+        crate::interrupt::check(format_args!(
+            "{} is written and verified; {deleted} of its rows deleted so far. The next run deletes the rest",
+            path.display()
+        ))?;
     }
     progress.finish_and_clear();
     reader

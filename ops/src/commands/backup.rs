@@ -149,6 +149,7 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
     let job = Job::prepare(ctx, &config, keep)?;
     let mut report = Report::default();
     let rt = runtime()?;
+    crate::interrupt::install()?;
     rt.block_on(async {
         let mut conn = db::connect(&job.database_url, "backup").await?;
         let phase = Instant::now();
@@ -213,6 +214,9 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
             entries: written.0.entries.clone(),
         };
         let manifest = Manifest::sign(body, &job.signing_key)?;
+        // The safe point: nothing is committed yet, and returning drops (removes) the temp files.
+        crate::failpoint::pause("backup-before-commit");
+        crate::interrupt::check("the new backup was not committed and its temp files were removed; older backups are untouched")?;
         persist(dump_file, files_file, &manifest, &paths)?;
         report.backup = paths.name.clone();
         report.manifest = paths.manifest.clone();
@@ -254,7 +258,8 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         report.phases_ms.retention = elapsed_ms(phase);
         report.status = "verified";
         Ok::<(), OpsError>(())
-    })?;
+    })
+    .map_err(crate::interrupt::attribute)?;
     rt.shutdown_background();
     report.duration_ms = elapsed_ms(started);
     print_report(ctx, &report)

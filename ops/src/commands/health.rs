@@ -1,7 +1,8 @@
 //! `health`: deep checks of database, bus, disk and host, reported for people, machines
 //! (`--json`), monitoring (Nagios exit codes) and Prometheus (`--prometheus FILE`).
 //!
-//! Procedure: load config → run the four checks concurrently, each under the timeout → overall
+//! Procedure: load config → run the four checks concurrently, each under the timeout (the
+//! blocking ones on threads of their own, so a stuck syscall cannot outlast it) → overall
 //! status = worst check → report → write the textfile metrics → exit with the Nagios code.
 
 use std::collections::BTreeMap;
@@ -188,6 +189,7 @@ fn parse_timeout(secs: f64) -> Result<Duration, OpsError> {
 }
 
 async fn run_checks(config: &Config, timeout: Duration) -> Vec<Check> {
+    let dirs = directories(config);
     let (database, bus, disk, host) = tokio::join!(
         bounded(
             "database",
@@ -195,8 +197,12 @@ async fn run_checks(config: &Config, timeout: Duration) -> Vec<Check> {
             check_database(&config.database.url, timeout)
         ),
         bounded("bus", timeout, check_bus(&config.bus.url, timeout)),
-        bounded("disk", timeout, async { check_disk(&directories(config)) }),
-        bounded("host", timeout, check_host()),
+        bounded(
+            "disk",
+            timeout,
+            on_own_thread("disk", move || check_disk(&dirs))
+        ),
+        bounded("host", timeout, on_own_thread("host", check_host)),
     );
     vec![database, bus, disk, host]
 }
@@ -214,13 +220,41 @@ async fn bounded(
             let mut c = Check::new(name);
             c.degrade(
                 Status::Critical,
-                format!("no answer within {:.1} s", timeout.as_secs_f64()),
+                format!("no answer in {} s", timeout.as_secs_f64()),
             );
             c
         }
     };
     result.latency_ms = elapsed_ms(started);
     result
+}
+
+/// Runs a check made of blocking calls (`statvfs`, reading /proc) on a plain thread of its
+/// own, so that the timeout applies to it: `statvfs` on a dead network mount blocks in the
+/// kernel, and on the runtime's threads (or tokio's blocking pool, which the runtime waits for
+/// when it shuts down) it would hold up the whole run. The thread is detached: `health` reports
+/// and exits while it is still stuck.
+async fn on_own_thread(
+    name: &'static str,
+    check: impl FnOnce() -> Check + Send + 'static,
+) -> Check {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("health-{name}"))
+        .spawn(move || {
+            let _ = tx.send(check());
+        });
+    let failed = |why: String| {
+        let mut c = Check::new(name);
+        c.degrade(Status::Unknown, why);
+        c
+    };
+    match spawned {
+        Ok(_) => rx
+            .await
+            .unwrap_or_else(|_| failed("the check stopped without a result".into())),
+        Err(e) => failed(format!("cannot start the check: {e}")),
+    }
 }
 
 async fn check_database(url: &str, timeout: Duration) -> Check {
@@ -368,6 +402,8 @@ fn directories(config: &Config) -> Vec<(&'static str, PathBuf)> {
 
 fn check_disk(dirs: &[(&'static str, PathBuf)]) -> Check {
     let mut check = Check::new("disk");
+    // A stand-in for statvfs stuck on a dead network mount.
+    crate::failpoint::pause("health-disk-hang");
     for (role, dir) in dirs {
         let stat = match nix::sys::statvfs::statvfs(dir.as_path()) {
             Ok(s) => s,
@@ -419,7 +455,7 @@ fn check_disk(dirs: &[(&'static str, PathBuf)]) -> Check {
     check
 }
 
-async fn check_host() -> Check {
+fn check_host() -> Check {
     let mut check = Check::new("host");
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -470,7 +506,7 @@ async fn check_host() -> Check {
     // Disk I/O is optional ("if readable"): utilisation over a short sample.
     if let Some(before) = read_diskstats() {
         let start = Instant::now();
-        tokio::time::sleep(IO_SAMPLE).await;
+        std::thread::sleep(IO_SAMPLE);
         if let Some(after) = read_diskstats() {
             let window_ms = start.elapsed().as_secs_f64() * 1000.0;
             let busiest = before

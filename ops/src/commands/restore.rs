@@ -5,12 +5,15 @@
 //! `pg_restore` (one transaction: a failure leaves the target as it was), the dump verified as
 //! it streams and the bundle beside it, the dump's last bytes held back until both checked out →
 //! restore files, following the incremental chain → compare row counts and the intel graph
-//! digest with the manifest → start services, also after a failure. Every refusal comes before
-//! anything changes, and a damaged dump restores nothing. `drill` uses the same [`restore`]
+//! digest with the manifest → start services, also after a failure or a signal. Every refusal
+//! comes before anything changes, and a damaged dump restores nothing. A signal (see
+//! [`crate::interrupt`]) kills a running stop command, or stops the restore before pg_restore
+//! starts or commits; the services are started either way. `drill` uses the same [`restore`]
 //! without services or files.
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -29,6 +32,7 @@ use super::Context;
 use crate::cli::RestoreArgs;
 use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
+use crate::interrupt;
 use crate::sealed::SealedReader;
 use crate::utils::{elapsed_ms, print_json, runtime};
 
@@ -80,6 +84,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
         services: Some(&config.services),
     };
     let rt = runtime()?;
+    interrupt::install()?;
     let outcome = rt.block_on(restore(&plan))?;
     rt.shutdown_background();
     let duration_ms = elapsed_ms(started);
@@ -143,17 +148,24 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     };
     let pg_restore = plan.tools.pg_restore(&manifest.body.pg_dump_version)?;
 
+    // A signal so far stops the run before anything changes, services included.
+    interrupt::check("nothing was changed")?;
     if let Some(services) = plan.services {
-        match run_services(&services.stop, services.timeout_secs, "stop") {
+        match run_commands(&services.stop, services.timeout_secs, "stop", true) {
             Ok(stopped) => outcome.services_stopped = stopped,
             Err(e) => {
-                // Bring back whatever was stopped before the failure.
-                let _ = run_services(&services.start, services.timeout_secs, "start");
-                return Err(e.hint("nothing was restored; the start commands were run"));
+                // Bring back whatever was stopped before the failure (or the signal).
+                let started = start_services(services, &mut outcome);
+                return Err(add_hint(
+                    interrupt::attribute(e),
+                    &format!("nothing was restored; {started}"),
+                ));
             }
         }
     }
     let restored = async {
+        crate::failpoint::pause("restore-before-pg-restore");
+        interrupt::check("nothing was restored")?;
         let phase = Instant::now();
         let (mut cmd, url) = pg_restore.command_for(&plan.target_url)?;
         cmd.args(["--exit-on-error", "--single-transaction"])
@@ -167,7 +179,13 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
             let release = || {
                 bundle
                     .join()
-                    .map_err(|_| OpsError::new(Exit::Software, "the bundle check panicked"))?
+                    .map_err(|_| OpsError::new(Exit::Software, "the bundle check panicked"))??;
+                // The last safe point: pg_restore has all but the dump's last bytes, and is
+                // killed before it can commit.
+                crate::failpoint::pause("restore-before-commit");
+                interrupt::check(
+                    "pg_restore was stopped before it could commit; the target database is as it was",
+                )
             };
             check::pipe_dump(
                 &plan.paths,
@@ -178,6 +196,7 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
                 release,
             )
         })?;
+        // Committed: the restore is finished (files, comparison) whatever arrives now.
         outcome.files_restored = restore_files(&plan.paths, &manifest, plan, &files)?;
         outcome.restore_ms = elapsed_ms(phase);
 
@@ -186,16 +205,51 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
         outcome.compare_ms = elapsed_ms(phase);
         Ok::<(), OpsError>(())
     }
-    .await;
+    .await
+    .map_err(interrupt::attribute);
     if let Some(services) = plan.services {
-        match run_services(&services.start, services.timeout_secs, "start") {
-            Ok(started) => outcome.services_started = started,
-            Err(e) if restored.is_ok() => return Err(e),
-            Err(e) => tracing::error!("starting services after the failed restore: {}", e.what),
+        let started = start_services(services, &mut outcome);
+        match restored {
+            Ok(()) if outcome.services_started.len() < services.start.len() => {
+                return Err(OpsError::new(
+                    Exit::Unavailable,
+                    format!("the restore succeeded, but {started}"),
+                ))
+            }
+            Ok(()) => {}
+            Err(e) => return Err(add_hint(e, &started)),
         }
     }
     restored?;
     Ok(outcome)
+}
+
+/// Runs `[services] start` — after a restore, a failed one, or a signal: the platform must not
+/// stay down because of us. It runs to the end even after a signal (each command bounded by
+/// `timeout_secs`). Returns what happened, in words for the operator.
+fn start_services(services: &Services, outcome: &mut Outcome) -> String {
+    if services.start.is_empty() {
+        return "no [services] start commands are configured".into();
+    }
+    match run_commands(&services.start, services.timeout_secs, "start", false) {
+        Ok(started) => {
+            outcome.services_started = started;
+            format!("[services] start was run ({})", services.start.join("; "))
+        }
+        Err(e) => {
+            tracing::error!("starting services: {}", e.what);
+            format!("{}: start the services by hand", e.what)
+        }
+    }
+}
+
+/// `e` with `more` (what happened to the services) put before its hint.
+fn add_hint(e: OpsError, more: &str) -> OpsError {
+    let hint = match &e.hint {
+        Some(h) => format!("{more}; {h}"),
+        None => more.to_string(),
+    };
+    e.hint(hint)
 }
 
 /// A target with tables is refused unless `--clean` (73: the restore cannot create into it).
@@ -388,17 +442,24 @@ async fn compare(
 }
 
 /// Runs each command with `sh -c`, in order, each bounded by `timeout_secs`; stops at the
-/// first failure (74 naming it). Returns the commands run.
-fn run_services(
+/// first failure (69 naming it). Returns the commands run. Each runs in a process group of its
+/// own: Ctrl-C on the terminal reaches only us, and a command that is killed (timeout, or a
+/// signal when `interruptible`) is killed with everything it started.
+fn run_commands(
     commands: &[String],
     timeout_secs: u64,
     what: &str,
+    interruptible: bool,
 ) -> Result<Vec<String>, OpsError> {
     let mut done = Vec::new();
     for command in commands {
+        if interruptible {
+            interrupt::check(format!("[services] {what} stopped before `{command}`"))?;
+        }
         let mut child = std::process::Command::new("/bin/sh")
             .args(["-c", command])
             .stdin(Stdio::null())
+            .process_group(0)
             .spawn()
             .map_err(|e| {
                 OpsError::new(
@@ -406,17 +467,28 @@ fn run_services(
                     format!("cannot run [services] {what} command `{command}`: {e}"),
                 )
             })?;
+        let kill = |child: &mut std::process::Child| {
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+        };
         let deadline = Instant::now() + Duration::from_secs(timeout_secs);
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
                 Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
+                    if let Some(signal) = interrupt::received().filter(|_| interruptible) {
+                        kill(&mut child);
+                        return Err(interrupt::stopped(
+                            signal,
+                            format!("[services] {what} command `{command}` was killed"),
+                        ));
+                    }
+                    if Instant::now() >= deadline {
+                        kill(&mut child);
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis(20))
                 }
                 Err(e) => {
                     return Err(OpsError::new(
