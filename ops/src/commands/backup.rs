@@ -564,9 +564,13 @@ impl IntelSpool {
             Purpose::Backup,
         )
         .map_err(PathError::at(FileAction::Write, dir))?;
-        let digest = ransomeye_intel::export(conn, &mut writer)
-            .await
-            .map_err(|e| intel_error(e, "exporting the intel graph"))?;
+        // One answer timeout for the whole export (see restore's digest).
+        let digest = db::bounded(
+            ransomeye_intel::export(conn, &mut writer),
+            "exporting the intel graph",
+        )
+        .await?
+        .map_err(|e| intel_error(e, "exporting the intel graph"))?;
         let mut file = writer
             .finish()
             .and_then(|w| w.into_inner().map_err(|e| e.into_error()))

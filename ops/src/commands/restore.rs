@@ -409,9 +409,14 @@ async fn compare(
     // Counting and the graph digest each take a while: two connections, side by side.
     let graph = async {
         let mut second = db::connect(url, "restore").await?;
-        ransomeye_intel::digest(&mut second)
-            .await
-            .map_err(|e| intel_error(e, "computing the restored intel graph's digest"))
+        // The whole read under one answer timeout: the intel crate's row stream has no bound
+        // of its own, and half an hour is far beyond any graph it reads.
+        db::bounded(
+            ransomeye_intel::digest(&mut second),
+            "reading the intel graph",
+        )
+        .await?
+        .map_err(|e| intel_error(e, "computing the restored intel graph's digest"))
     };
     let (counts, digest) = tokio::join!(count_rows(conn), graph);
     let (counts, digest) = (counts?, digest?);
