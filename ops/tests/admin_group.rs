@@ -455,3 +455,54 @@ fn a_user_outside_the_group_is_refused_every_command_and_nothing_changes() {
     }
     assert_eq!((snapshot(w.dir.path()), w.db().int(rows)), before);
 }
+
+#[test]
+fn a_member_facing_root_only_permissions_is_told_the_fix_and_nothing_changes() {
+    require_root();
+    ensure_admin_group();
+    let member = Member::create();
+    let bin = PublicBinary::new();
+    // A backup directory that already exists root-only (as /var/backups does on Debian): init
+    // leaves it as it is and says how to open it to the members.
+    let mut w = World::empty();
+    w.open_to_others();
+    std::fs::create_dir(w.path("backups")).expect("mkdir");
+    std::fs::set_permissions(w.path("backups"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let db = TestDb::new();
+    w.init_with(&db.url, &services().nats_url)
+        .expect_code(0)
+        .stderr_has("[backup] dir")
+        .stderr_has("chmod 2770");
+    w.db = Some(db);
+    let mode = std::fs::metadata(w.path("backups")).expect("meta").mode() & 0o7777;
+    assert_eq!(mode, 0o755, "init changed an existing directory");
+
+    let ops = Operator {
+        world: &w,
+        bin: &bin,
+        who: Who::Member(&member),
+    };
+    let out = run(ops.command().arg("backup"));
+    out.expect_code(73)
+        .stderr_has("not writable")
+        .stderr_has("chgrp ransomeye-admin")
+        .stderr_has("chmod 2770");
+    assert!(w.list("backups").is_empty(), "{:?}", w.list("backups"));
+
+    // A lock file as an older version left it (root:root 0640): 77, how to share it, no archive.
+    w.db().execute(
+        "insert into audit_logs (created_at, actor) \
+         select now() - interval '40 days' - g * interval '1 minute', 'old' \
+         from generate_series(1, 20) g",
+    );
+    let lock = w.path("archive/.archive-audit_logs.lock");
+    std::fs::write(&lock, b"").expect("write lock");
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let out = run(ops.command().arg("archive"));
+    out.expect_code(77)
+        .stderr_has(".archive-audit_logs.lock")
+        .stderr_has("chmod 0660");
+    assert!(archives(&w).is_empty(), "{:?}", archives(&w));
+    assert_eq!(w.db().int("select count(*)::int8 from audit_logs"), 20);
+}
