@@ -58,8 +58,10 @@ Create the configuration and all keys of a new installation.
 
 Writes the configuration file (--config, $RANSOMEYE_CONFIG or /etc/ransomeye/kernel.toml) and creates
 signing.key (Ed25519 trust root), archive.key and backup.key in --keys-dir, plus the keys, archive and
-backup directories if missing. Files are 0600 (0640 group ransomeye-admin when that group exists),
-directories 0700 (0750). Prints the trust public key and the key ids.
+backup directories if missing. When group ransomeye-admin exists, files are 0640 and the directories it
+creates 2770 (group-writable, setgid), group ransomeye-admin, so members can operate; otherwise 0600 and
+0700. Existing directories are left as they are (with a warning if members cannot write there). Prints
+the trust public key and the key ids.
 
 Touches: the configuration file and the three directories; nothing else.
 Refuses (exit 73) if the configuration or any key already exists: replacing a key is rotation's job.",

@@ -1,6 +1,9 @@
-//! Checks on the directories commands write into, before any work starts.
+//! Checks on the directories commands write into, before any work starts, with hints that say
+//! how to make a directory usable by every operator (root and group `ransomeye-admin`).
 
 use std::path::Path;
+
+use ransomeye_kernel::access::ADMIN_GROUP;
 
 use crate::error::{Exit, OpsError};
 
@@ -9,11 +12,21 @@ use crate::error::{Exit, OpsError};
 pub fn check_writable(dir: &Path, setting: &str) -> Result<(), OpsError> {
     check_readable(dir, setting)?;
     if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
+        let hint = if nix::unistd::geteuid().is_root() {
+            "is the volume mounted read-only? check its permissions".to_string()
+        } else {
+            format!(
+                "members of group '{ADMIN_GROUP}' operate in directories that group can write: \
+                 `chgrp {ADMIN_GROUP} {shown} && chmod 2770 {shown}` (as init creates them); \
+                 or is the volume mounted read-only?",
+                shown = dir.display()
+            )
+        };
         return Err(OpsError::new(
             Exit::CantCreate,
             format!("{setting} {} is not writable", dir.display()),
         )
-        .hint("is the volume mounted read-only? check its permissions"));
+        .hint(hint));
     }
     Ok(())
 }
@@ -32,7 +45,7 @@ pub fn check_readable(dir: &Path, setting: &str) -> Result<(), OpsError> {
             format!("{setting} {}: {e}", dir.display()),
         )
         .hint(format!(
-            "create it (mode 0750, group ransomeye-admin) or fix {setting}; is its volume mounted?"
+            "create it (mode 2770, group {ADMIN_GROUP}) or fix {setting}; is its volume mounted?"
         ))),
     }
 }

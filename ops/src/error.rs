@@ -145,7 +145,7 @@ impl From<PathError> for OpsError {
         } else if kind == io::ErrorKind::AlreadyExists {
             Some("nothing is ever overwritten; move the existing file away first".to_string())
         } else if kind == io::ErrorKind::PermissionDenied {
-            Some("run as root or as a member of group 'ransomeye-admin', and check the path's permissions".to_string())
+            Some(crate::privilege::permission_denied_hint())
         } else if kind == io::ErrorKind::NotFound && e.action == FileAction::Create {
             Some("create the directory first, or fix the path in the configuration".to_string())
         } else {

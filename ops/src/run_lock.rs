@@ -6,15 +6,21 @@
 //! database connection (released when that connection ends), which also stops a second host
 //! that shares the database but not the directory. A second run exits 75 saying who holds it.
 //!
-//! The lock file is opened in place rather than through the atomic writer: every contender must
-//! lock the same inode, and its contents are only a description of the holder.
+//! The lock file is opened in place rather than rewritten through the atomic writer: every
+//! contender must lock the same inode, and its contents are only a description of the holder.
+//! Root and every member of `ransomeye-admin` must be able to open it for writing, whoever
+//! created it, so it is created complete with its group and mode `0660` (by the atomic writer,
+//! so no contender ever sees it with narrower permissions), and a run by its owner or root
+//! repairs one that an older version left `0640` or in another group.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
+use ransomeye_kernel::access::{Ownership, ADMIN_GROUP};
+use ransomeye_kernel::atomic_file::AtomicFile;
 use ransomeye_kernel::{FileAction, PathError};
 use sqlx::{AssertSqlSafe, PgConnection};
 
@@ -33,14 +39,7 @@ impl RunLock {
     /// exit 75 naming the holder.
     pub fn acquire(dir: &Path, name: &str, operation: &str) -> Result<RunLock, OpsError> {
         let path = dir.join(format!(".{name}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .open(&path)
-            .map_err(PathError::at(FileAction::Create, &path))?;
+        let file = open_shared(&path)?;
         let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => locked,
             Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -85,6 +84,57 @@ impl RunLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens the lock file at `path` for reading and writing, creating it first if it is missing.
+fn open_shared(path: &Path) -> Result<File, OpsError> {
+    let policy = Ownership::shared_file();
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_CLOEXEC)
+            .open(path)
+    };
+    let file = match open() {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Created whole with its final mode and group; a contender that created it first
+            // wins the no-replace commit, and both then open the same file.
+            match AtomicFile::create(path, policy).and_then(AtomicFile::commit) {
+                Ok(_) => {}
+                Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+            open().map_err(|e| open_error(path, e))?
+        }
+        Err(e) => return Err(open_error(path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(PathError::at(FileAction::Read, path))?;
+    let me = nix::unistd::geteuid();
+    let wrong_group = policy.gid.is_some_and(|gid| gid != meta.gid());
+    if (me.is_root() || me.as_raw() == meta.uid())
+        && (wrong_group || meta.mode() & 0o7777 != policy.mode)
+    {
+        policy.apply_to_file(&file, path)?;
+    }
+    Ok(file)
+}
+
+/// A lock file that cannot be opened: permission denied (77) says how to share it.
+fn open_error(path: &Path, e: std::io::Error) -> OpsError {
+    let denied = e.kind() == std::io::ErrorKind::PermissionDenied;
+    let err: OpsError = PathError::new(FileAction::Open, path, e).into();
+    if !denied {
+        return err;
+    }
+    let shown = path.display();
+    err.hint(format!(
+        "root and every member of group '{ADMIN_GROUP}' need to write the lock file: \
+         `chgrp {ADMIN_GROUP} {shown} && chmod 0660 {shown}` (a run as root repairs it)"
+    ))
 }
 
 /// How long to wait for the database lock. A run killed a moment ago still holds it until its
@@ -139,4 +189,62 @@ pub async fn advisory_lock(
         format!("another {operation} is running ({who})"),
     )
     .hint("it may run on another host sharing this database; wait for it to finish and retry"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode_and_group(path: &Path) -> (u32, u32) {
+        let meta = std::fs::metadata(path).expect("metadata");
+        (meta.mode() & 0o7777, meta.gid())
+    }
+
+    #[test]
+    fn a_new_lock_file_is_shared_with_the_group_and_names_its_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lock = RunLock::acquire(dir.path(), "job", "job").expect("acquire");
+        let policy = Ownership::shared_file();
+        let (mode, gid) = mode_and_group(lock.path());
+        assert_eq!(mode, policy.mode);
+        if let Some(admin) = policy.gid {
+            assert_eq!(gid, admin);
+        }
+        let holder = std::fs::read_to_string(lock.path()).expect("read");
+        assert!(
+            holder.contains(&format!("pid {}", std::process::id())),
+            "{holder}"
+        );
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(".job.lock")]);
+    }
+
+    #[test]
+    fn a_held_lock_makes_a_second_run_retry_later() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _held = RunLock::acquire(dir.path(), "job", "job").expect("acquire");
+        let err = RunLock::acquire(dir.path(), "job", "job").expect_err("second run");
+        assert_eq!(err.exit, Exit::TempFail);
+        assert!(err.what.contains("pid"), "{}", err.what);
+    }
+
+    #[test]
+    fn the_owner_repairs_a_lock_file_an_older_version_left_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(".job.lock");
+        std::fs::write(&path, b"").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        drop(RunLock::acquire(dir.path(), "job", "job").expect("acquire"));
+        let policy = Ownership::shared_file();
+        let (mode, gid) = mode_and_group(&path);
+        assert_eq!(mode, policy.mode);
+        if let Some(admin) = policy.gid {
+            assert_eq!(gid, admin);
+        }
+    }
 }

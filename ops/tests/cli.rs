@@ -98,7 +98,7 @@ fn member_of_ransomeye_admin_is_allowed() {
     let bin = PublicBinary::new();
     let w = World::initialised();
     w.open_to_others();
-    // init made the config 0640 and the directories 0750, group ransomeye-admin.
+    // init made the config 0640 and the directories 2770, group ransomeye-admin.
     let out = run(w
         .ops_with(bin.command())
         .args(["--json", "health", "--timeout", "5"])

@@ -23,8 +23,9 @@ fn init_creates_config_and_keys_with_private_modes() {
     );
     out.expect_code(0);
     let admin = ransomeye_kernel::access::admin_gid();
+    // With the group, directories are group-writable and setgid so that members can operate.
     let (file_mode, dir_mode) = if admin.is_some() {
-        (0o640, 0o750)
+        (0o640, 0o2770)
     } else {
         (0o600, 0o700)
     };
@@ -40,8 +41,12 @@ fn init_creates_config_and_keys_with_private_modes() {
         }
     }
     assert_eq!(mode(&w.config), file_mode);
-    for dir in ["keys", "archive", "backups"] {
+    for dir in ["keys", "archive", "backups", "etc"] {
         assert_eq!(mode(&w.path(dir)), dir_mode, "{dir}");
+        if let Some(gid) = admin {
+            let group = std::fs::metadata(w.path(dir)).expect("meta").gid();
+            assert_eq!(group, gid, "{dir} group");
+        }
     }
     assert_eq!(
         std::fs::metadata(w.path("keys/archive.key"))

@@ -1,5 +1,12 @@
-//! Who may read what: the `ransomeye-admin` group, the modes secret files and private directories
-//! are created with, and the checks that refuse a key file anyone else could read (as ssh does).
+//! Who may read what: the `ransomeye-admin` group, the modes secret files, shared files and
+//! directories are created with, and the checks that refuse a key file anyone else could read
+//! (as ssh does).
+//!
+//! The group is the unit of trust: root and its members operate the same installation, so
+//! what one of them creates the others must be able to use and rewrite. Directories are
+//! therefore group-writable and setgid (what a member creates in them belongs to the group),
+//! files rewritten in place (lock files) are group read-write, and secrets are group
+//! read-only: a key changes by atomic replace in its directory, never by writing into it.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -49,11 +56,33 @@ impl Ownership {
         }
     }
 
-    /// A private directory: `0700`, or `0750` with group `ransomeye-admin` when that group exists.
+    /// A file every operator rewrites in place (a lock file): `0660` owned by group
+    /// `ransomeye-admin` when that group exists, so that a member can open what root or another
+    /// member created; `0600` otherwise. Never for secrets.
+    pub fn shared_file() -> Self {
+        match admin_gid() {
+            Some(gid) => Ownership {
+                mode: 0o660,
+                gid: Some(gid),
+                uid: None,
+            },
+            None => Ownership {
+                mode: 0o600,
+                gid: None,
+                uid: None,
+            },
+        }
+    }
+
+    /// A directory the tool creates (keys, archive, backups, the configuration's): `2770` with
+    /// group `ransomeye-admin` when that group exists — group-writable so that members can
+    /// create, replace and remove files in it (rotated keys, the journal, archives, backups,
+    /// the rewritten configuration), setgid so that whatever they create belongs to the group
+    /// and stays usable by root and the other members; `0700` otherwise.
     pub fn private_dir() -> Self {
         match admin_gid() {
             Some(gid) => Ownership {
-                mode: 0o750,
+                mode: 0o2770,
                 gid: Some(gid),
                 uid: None,
             },
@@ -75,9 +104,14 @@ impl Ownership {
     }
 
     /// Applies mode and owner to an open file.
+    ///
+    /// Only root can give a file away, so for anyone else the owner is left alone: a member who
+    /// rewrites a file root created (the configuration, by `rotate-keys`) becomes its owner,
+    /// while its group and mode — what makes it usable by the others — are kept.
     pub fn apply_to_file(&self, file: &fs::File, path: &Path) -> Result<(), PathError> {
-        if self.uid.is_some() || self.gid.is_some() {
-            std::os::unix::fs::fchown(file, self.uid, self.gid)
+        let uid = self.uid.filter(|_| Uid::effective().is_root());
+        if uid.is_some() || self.gid.is_some() {
+            std::os::unix::fs::fchown(file, uid, self.gid)
                 .map_err(PathError::at(FileAction::SetPermissions, path))?;
         }
         file.set_permissions(fs::Permissions::from_mode(self.mode))
@@ -85,8 +119,8 @@ impl Ownership {
     }
 }
 
-/// Creates `dir` (and missing parents) as a private directory. An existing directory is left as
-/// it is; only the directories this call creates get the private mode and group.
+/// Creates `dir` (and missing parents) as [`Ownership::private_dir`]. An existing directory is
+/// left as it is; only the directories this call creates get the mode and group.
 pub fn create_private_dir(dir: &Path) -> Result<(), PathError> {
     if dir.is_dir() {
         return Ok(());
@@ -107,7 +141,8 @@ pub fn create_private_dir(dir: &Path) -> Result<(), PathError> {
         std::os::unix::fs::chown(dir, None, Some(gid))
             .map_err(PathError::at(FileAction::SetPermissions, dir))?;
     }
-    // The umask may have cleared bits the policy asks for.
+    // The umask may have cleared bits the policy asks for; chmod also sets the setgid bit,
+    // which mkdir's mode argument ignores.
     fs::set_permissions(dir, fs::Permissions::from_mode(policy.mode))
         .map_err(PathError::at(FileAction::SetPermissions, dir))
 }
@@ -121,8 +156,12 @@ pub struct LooseSecret {
     pub fix: String,
 }
 
-/// Checks that a secret file (a key) is readable only by its owner (root or the caller) and
-/// at most by group `ransomeye-admin`, and is not writable by anyone but its owner.
+/// Checks that a secret file (a key) is readable only by its owner and at most by group
+/// `ransomeye-admin`, and is not writable by anyone but its owner. The owner must be root, the
+/// caller, or a member of `ransomeye-admin`: a key that a member's `rotate-keys` wrote belongs
+/// to that member, and root and the other members must go on using it. Members are trusted with
+/// the keys anyway (they read them all and may rotate the signing key); an owner outside the
+/// group could rewrite the key or open it to anyone, so such a file is refused.
 pub fn check_secret_file(path: &Path, meta: &fs::Metadata) -> Result<(), LooseSecret> {
     let mode = meta.mode() & 0o7777;
     let shown = path.display();
@@ -164,16 +203,34 @@ pub fn check_secret_file(path: &Path, meta: &fs::Metadata) -> Result<(), LooseSe
         });
     }
     let owner = meta.uid();
-    if owner != 0 && owner != Uid::effective().as_raw() {
+    if owner != 0 && owner != Uid::effective().as_raw() && !is_admin_member(owner) {
         return Err(LooseSecret {
             problem: format!(
-                "is owned by {}, neither root nor the user running this command",
+                "is owned by {}, neither root, nor the user running this command, nor a member of {ADMIN_GROUP}",
                 user_name(owner)
             ),
             fix: format!("chown root {shown}"),
         });
     }
     Ok(())
+}
+
+/// Whether the user `uid` belongs to [`ADMIN_GROUP`], as primary or supplementary group
+/// (per the user and group databases, as a login would set it up).
+pub fn is_admin_member(uid: u32) -> bool {
+    let Some(admin) = admin_gid() else {
+        return false;
+    };
+    let Ok(Some(user)) = nix::unistd::User::from_uid(Uid::from_raw(uid)) else {
+        return false;
+    };
+    if user.gid.as_raw() == admin {
+        return true;
+    }
+    match Group::from_gid(Gid::from_raw(admin)) {
+        Ok(Some(group)) => group.mem.contains(&user.name),
+        _ => false,
+    }
 }
 
 fn group_name(gid: u32) -> String {
@@ -205,6 +262,35 @@ mod tests {
     fn check(path: &Path) -> Result<(), LooseSecret> {
         let meta = fs::metadata(path).expect("metadata");
         check_secret_file(path, &meta)
+    }
+
+    #[test]
+    fn created_directories_are_shared_with_the_group_when_it_exists() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let dir = base.path().join("a/b");
+        create_private_dir(&dir).expect("create");
+        for d in [base.path().join("a"), dir] {
+            let meta = fs::metadata(&d).expect("metadata");
+            match admin_gid() {
+                Some(gid) => {
+                    assert_eq!(meta.mode() & 0o7777, 0o2770, "{}", d.display());
+                    assert_eq!(meta.gid(), gid, "{}", d.display());
+                }
+                None => assert_eq!(meta.mode() & 0o7777, 0o700, "{}", d.display()),
+            }
+        }
+    }
+
+    #[test]
+    fn shared_files_are_group_read_write_and_never_for_others() {
+        let shared = Ownership::shared_file();
+        let secret = Ownership::secret_file();
+        assert_eq!(shared.gid, secret.gid);
+        assert_eq!(shared.mode & 0o007, 0);
+        match admin_gid() {
+            Some(_) => assert_eq!((shared.mode, secret.mode), (0o660, 0o640)),
+            None => assert_eq!((shared.mode, secret.mode), (0o600, 0o600)),
+        }
     }
 
     #[test]

@@ -3,10 +3,15 @@
 //! Procedure: refuse if anything exists → create directories → generate and persist the keys →
 //! write the configuration last (its presence means "initialised") → report. If a step fails,
 //! the keys this run wrote are removed again, so a failed init leaves nothing half-made.
+//!
+//! The directories it creates are shared with group `ransomeye-admin` (`2770`, see
+//! [`ransomeye_kernel::access`]), so members can operate after a root init. Directories that
+//! already exist are the operator's and are left as they are, with a warning when members
+//! could not write in them.
 
 use std::path::{Path, PathBuf};
 
-use ransomeye_kernel::access::create_private_dir;
+use ransomeye_kernel::access::{admin_gid, create_private_dir, ADMIN_GROUP};
 use ransomeye_kernel::config::{self, Config};
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
 use serde::Serialize;
@@ -50,11 +55,19 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<(), OpsError> {
     let backup = SymmetricKey::generate(KeyPurpose::Backup)?;
     let config = build_config(args, &keys, &signing)?;
 
-    for dir in [keys.path(), &config.archive.dir, &config.backup.dir] {
+    let config_dir = config_path.parent().filter(|p| !p.as_os_str().is_empty());
+    for (dir, setting) in [
+        (keys.path(), "[keys] dir"),
+        (config.archive.dir.as_path(), "[archive] dir"),
+        (config.backup.dir.as_path(), "[backup] dir"),
+    ]
+    .into_iter()
+    .chain(config_dir.map(|d| (d, "the configuration's directory")))
+    {
+        if dir.is_dir() {
+            warn_unless_shared(dir, setting);
+        }
         create_private_dir(dir)?;
-    }
-    if let Some(parent) = config_path.parent() {
-        create_private_dir(parent)?;
     }
 
     let mut written = Vec::new();
@@ -75,6 +88,24 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<(), OpsError> {
     }
 
     report(ctx, &config_path, &keys, &config, &archive, &backup)
+}
+
+/// Warns when an existing directory is not writable by group `ransomeye-admin`: root can
+/// operate, but its members would be refused there.
+fn warn_unless_shared(dir: &Path, setting: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(admin) = admin_gid() else { return };
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    let group_can_write = meta.gid() == admin && meta.mode() & 0o070 == 0o070;
+    if !group_can_write && meta.mode() & 0o007 != 0o007 {
+        tracing::warn!(
+            "{setting} {shown} exists and is not writable by group '{ADMIN_GROUP}', so only root \
+             can operate there; to let members operate: chgrp {ADMIN_GROUP} {shown} && chmod 2770 {shown}",
+            shown = dir.display()
+        );
+    }
 }
 
 fn refuse_existing(config_path: &Path, keys: &KeyDir) -> Result<(), OpsError> {
