@@ -155,10 +155,13 @@ pub async fn advisory_lock(
     .execute(&mut *conn)
     .answer("setting the lock timeout")
     .await?;
-    let taken = sqlx::query("select pg_advisory_lock(hashtextextended($1, 0))")
-        .bind(name)
-        .execute(&mut *conn)
-        .await;
+    let taken = crate::db::bounded(
+        sqlx::query("select pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(name)
+            .execute(&mut *conn),
+        "taking the advisory lock",
+    )
+    .await?;
     sqlx::query("set lock_timeout = 0")
         .execute(&mut *conn)
         .answer("resetting the lock timeout")
@@ -177,6 +180,7 @@ pub async fn advisory_lock(
     )
     .bind(name)
     .fetch_optional(&mut *conn)
+    .answer("looking up the lock's holder")
     .await
     .unwrap_or(None);
     let who = match holder {
