@@ -241,8 +241,9 @@ pub struct RotateKeysArgs {
         conflicts_with = "resume"
     )]
     pub quorum: f64,
-    /// Check keys, configuration, bus and agents and say what a rotation would need; change nothing
-    #[arg(long, conflicts_with = "resume")]
+    /// Check keys, configuration, bus and agents and say what a rotation (or with --resume, the
+    /// resume) would need, finish or clean; change nothing
+    #[arg(long)]
     pub dry_run: bool,
     /// Finish an interrupted rotation as its journal says (with its quorum and deadline)
     #[arg(long, conflicts_with = "rollback")]

@@ -7,12 +7,13 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{run, services, World, BIN};
 use serde_json::Value;
@@ -37,11 +38,16 @@ struct Sim {
 impl Sim {
     /// Starts `agents` simulated agents in `world`'s database; returns once they listen.
     fn start(world: &World, agents: u32, ack: f64, forge: f64) -> Sim {
+        Sim::start_on(world, &services().nats_url, agents, ack, forge)
+    }
+
+    /// [`Sim::start`] on the bus at `nats_url`.
+    fn start_on(world: &World, nats_url: &str, agents: u32, ack: f64, forge: f64) -> Sim {
         let mut child = Command::new(sim_bin())
             .arg("--database-url")
             .arg(&world.db().url)
             .arg("--nats-url")
-            .arg(services().nats_url)
+            .arg(nats_url)
             .arg("--config")
             .arg(&world.config)
             .args(["--agents", &agents.to_string()])
@@ -90,6 +96,151 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A nats-server of the test's own (JetStream on, a free loopback port, its own store), for the
+/// tests that stop the bus or must see a fresh stream; the shared one on `NATS_URL` is never
+/// stopped. Killed on drop.
+struct OwnBus {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl OwnBus {
+    fn start() -> OwnBus {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut bus = OwnBus {
+            child: None,
+            port,
+            store: tempfile::tempdir().expect("tempdir"),
+        };
+        bus.restart();
+        bus
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, on the same port and store) and waits until JetStream answers.
+    fn restart(&mut self) {
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (is it installed?)");
+        self.child = Some(child);
+        let url = self.url();
+        let ready = Instant::now() + Duration::from_secs(30);
+        common::block_on(async {
+            loop {
+                let answer = match async_nats::connect(&url).await {
+                    Ok(c) => c.request("$JS.API.INFO", "".into()).await.is_ok(),
+                    Err(_) => false,
+                };
+                if answer {
+                    return;
+                }
+                assert!(Instant::now() < ready, "nats-server on {url} did not start");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    /// SIGKILLs the server.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A JetStream API request, its JSON reply.
+    fn api(&self, subject: &str, body: Value) -> Value {
+        let url = self.url();
+        common::block_on(async move {
+            let client = async_nats::connect(&url).await.expect("nats");
+            let reply = client
+                .request(subject.to_string(), body.to_string().into())
+                .await
+                .expect("JetStream API");
+            serde_json::from_slice(&reply.payload).expect("JSON reply")
+        })
+    }
+
+    fn stream_exists(&self) -> bool {
+        self.api("$JS.API.STREAM.INFO.RANSOMEYE_TRUST", Value::Null)
+            .get("error")
+            .is_none()
+    }
+
+    /// The last message stored on `broadcast.updates`, parsed.
+    fn last_update(&self) -> Value {
+        let reply = self.api(
+            "$JS.API.STREAM.MSG.GET.RANSOMEYE_TRUST",
+            serde_json::json!({ "last_by_subj": "broadcast.updates" }),
+        );
+        stored_message(&reply)
+    }
+}
+
+impl Drop for OwnBus {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The JSON message in a `STREAM.MSG.GET` reply.
+fn stored_message(reply: &Value) -> Value {
+    let data = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        reply["message"]["data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no stored message: {reply}")),
+    )
+    .expect("base64");
+    serde_json::from_slice(&data).expect("stored JSON")
+}
+
+/// A world whose configuration points at `bus`.
+fn world_on(bus: &OwnBus) -> World {
+    let w = World::initialised();
+    w.edit_config(|t| t.replace(&services().nats_url, &bus.url()));
+    w
+}
+
+/// Every file under `dir`: relative path → (mode, owner, group, bytes).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
+    let mut files = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let rel = path.strip_prefix(dir).expect("inside").to_path_buf();
+            if meta.is_dir() {
+                todo.push(path);
+                files.insert(rel, (meta.mode(), meta.uid(), meta.gid(), Vec::new()));
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                files.insert(rel, (meta.mode(), meta.uid(), meta.gid(), bytes));
+            }
+        }
+    }
+    files
 }
 
 /// `key=value` from a simulator line.
@@ -189,12 +340,7 @@ fn a_quorum_of_85_percent_commits_and_agents_switch() {
             .expect("stream message");
         serde_json::from_slice(&reply.payload).expect("JSON reply")
     });
-    let data = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        stored["message"]["data"].as_str().expect("stored data"),
-    )
-    .expect("base64");
-    let stored: Value = serde_json::from_slice(&data).expect("stored update");
+    let stored = stored_message(&stored);
     assert_eq!(stored["type"], "trust_update");
     assert_eq!(stored["rotation_id"], rotation.as_str());
 
@@ -517,4 +663,262 @@ fn a_read_only_configuration_directory_is_refused_before_anything_is_generated()
         .stderr_has("nothing was generated or published");
     assert_eq!(trust_files(&w), before);
     assert!(!w.path("keys/rotation-journal.json").exists());
+}
+
+/// Runs `rotate-keys args` and asserts that no file under the world's directory (keys,
+/// configuration, archive, backups) changed in bytes, mode or owner.
+#[track_caller]
+fn dry(w: &World, args: &[&str]) -> common::Run {
+    let before = tree(w.dir.path());
+    let out = rotate(w, args);
+    assert_eq!(
+        tree(w.dir.path()),
+        before,
+        "rotate-keys {args:?} changed files\n{}",
+        out.stderr
+    );
+    out
+}
+
+/// The steps a dry run reports it would take, as one text.
+fn would(out: &common::Run) -> String {
+    out.json()["would"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn dry_runs_change_nothing_and_say_what_they_would_finish_or_clean() {
+    let bus = OwnBus::start();
+    let w = world_on(&bus);
+    let mut sim = Sim::start_on(&w, &bus.url(), 5, 1.0, 0.0);
+
+    // A fresh bus: the dry run does not create the trust stream, it says it would.
+    let out = dry(&w, &["--dry-run"]);
+    out.expect_code(0);
+    assert!(
+        would(&out).contains("create the JetStream stream"),
+        "{}",
+        out.stdout
+    );
+    assert!(!bus.stream_exists());
+    dry(&w, &["--rollback", "--dry-run"]).expect_code(66);
+
+    // Killed before it journaled: a staged key that was never published, and temp files.
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-stage")
+        .args(["rotate-keys", "--timeout", "30"]));
+    assert_ne!(crashed.code, 0);
+    assert!(w.path("keys/signing.key.next").exists());
+    std::fs::write(w.path("keys/.rotation-journal.json.tmp-abc123"), b"half").expect("temp");
+    std::fs::write(w.config.with_file_name(".kernel.toml.tmp-abc123"), b"half").expect("temp");
+    for args in [&["--dry-run"][..], &["--resume", "--dry-run"]] {
+        let out = dry(&w, args);
+        out.expect_code(0);
+        let steps = would(&out);
+        assert!(
+            steps.contains("remove signing.key.next"),
+            "{args:?}: {steps}"
+        );
+        assert!(
+            steps.contains(".rotation-journal.json.tmp-abc123"),
+            "{args:?}: {steps}"
+        );
+        assert!(
+            steps.contains(".kernel.toml.tmp-abc123"),
+            "{args:?}: {steps}"
+        );
+    }
+
+    // A pending rotation (killed after publishing): a plain dry run refuses as a run would,
+    // a resume's dry run says it would re-publish.
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-publish")
+        .args(["rotate-keys", "--timeout", "30"]));
+    assert_ne!(crashed.code, 0);
+    assert_eq!(journal(&w)["rotations"][0]["state"], "pending");
+    dry(&w, &["--dry-run"])
+        .expect_code(75)
+        .stderr_has("--resume");
+    let out = dry(&w, &["--resume", "--dry-run"]);
+    out.expect_code(0);
+    assert!(
+        would(&out).contains("re-publish the same TrustUpdate"),
+        "{}",
+        out.stdout
+    );
+    rotate(&w, &["--resume"]).expect_code(0);
+
+    // Committing (killed after the commit point): the resume's dry run lists the steps left.
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-config")
+        .args(["rotate-keys", "--timeout", "30"]));
+    assert_ne!(crashed.code, 0);
+    let out = dry(&w, &["--resume", "--dry-run"]);
+    out.expect_code(0);
+    let steps = would(&out);
+    assert!(steps.contains("copy the old key to retired/"), "{steps}");
+    assert!(
+        steps.contains("rename signing.key.next over signing.key"),
+        "{steps}"
+    );
+    assert!(!steps.contains("write [trust]"), "already written: {steps}");
+    rotate(&w, &["--resume"]).expect_code(0);
+    sim.event("commit", &latest_rotation_id(&w));
+
+    // Aborting (no agent left to ack; killed after the decision).
+    drop(sim);
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-decision")
+        .args(["rotate-keys", "--timeout", "1"]));
+    assert_ne!(crashed.code, 0);
+    assert_eq!(
+        journal(&w)["rotations"]
+            .as_array()
+            .expect("rotations")
+            .last()
+            .expect("one")["state"],
+        "aborting"
+    );
+    let out = dry(&w, &["--resume", "--dry-run"]);
+    out.expect_code(0);
+    assert!(
+        would(&out).contains("publish the TrustAbort"),
+        "{}",
+        out.stdout
+    );
+    rotate(&w, &["--resume"]).expect_code(75);
+    assert!(!w.path("keys/signing.key.next").exists());
+}
+
+#[test]
+fn a_rotation_changes_only_the_trust_values_of_a_commented_configuration() {
+    let w = World::initialised();
+    let (version, id, public) = config_trust(&w);
+    // The operator's own layout: comments everywhere, blank lines, another key order, single
+    // quotes, trailing comments on the values rotate-keys changes.
+    let text = std::fs::read_to_string(&w.config).expect("config");
+    let (head, _) = text
+        .split_once("[trust]")
+        .expect("[trust] is the last section");
+    let head = head
+        .lines()
+        .map(|l| {
+            if l.starts_with('[') {
+                format!("{l}   # section comment")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let original = format!(
+        "# RansomEye kernel configuration, edited by hand\n\n{head}\n\
+         # The trust root: rotate-keys rewrites these three values.\n[trust]\n\
+         public_key = \"{public}\"   # Ed25519\n\n\
+         version = {version}          # one more per rotation\n\
+         key_id = '{id}'\n# end of file\n"
+    );
+    std::fs::write(&w.config, &original).expect("write config");
+    std::fs::set_permissions(&w.config, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    std::os::unix::fs::chown(&w.config, Some(0), Some(65534)).expect("chown");
+
+    let _sim = Sim::start(&w, 3, 1.0, 0.0);
+    rotate(&w, &["--timeout", "30"]).expect_code(0);
+
+    let (new_version, new_id, new_public) = config_trust(&w);
+    assert_eq!(new_version, version + 1);
+    let expected = original
+        .replace(
+            &format!("public_key = \"{public}\"   #"),
+            &format!("public_key = \"{new_public}\"   #"),
+        )
+        .replace(
+            &format!("version = {version}          #"),
+            &format!("version = {new_version}          #"),
+        )
+        .replace(
+            &format!("key_id = '{id}'"),
+            &format!("key_id = \"{new_id}\""),
+        );
+    let after = std::fs::read_to_string(&w.config).expect("config");
+    let changed: Vec<(&str, &str)> = original
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 3, "{changed:#?}");
+    assert_eq!(after, expected);
+    let meta = std::fs::metadata(&w.config).expect("metadata");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!((meta.uid(), meta.gid()), (0, 65534));
+}
+
+#[test]
+fn an_abort_the_bus_did_not_take_is_journaled_shown_and_published_by_resume() {
+    let mut bus = OwnBus::start();
+    let w = world_on(&bus);
+    let before = trust_files(&w);
+    // Nobody acks: the rotation aborts when --timeout ends, with the bus gone by then.
+    let mut sim = Sim::start_on(&w, &bus.url(), 5, 0.0, 0.0);
+    let started = Instant::now();
+    let child = w
+        .ops()
+        .args(["--json", "rotate-keys", "--timeout", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rotate-keys");
+    let line = sim.wait_for(|l| l.starts_with("update rotation="));
+    let rotation = field(&line, "rotation");
+    bus.kill();
+    let out = child.wait_with_output().expect("rotate-keys");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("TrustAbort was not published"), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    // --timeout plus the 5 s bound on publishing the outcome, plus start-up.
+    assert!(elapsed < Duration::from_secs(4 + 5 + 3), "took {elapsed:?}");
+
+    let entry = journal(&w)["rotations"][0].clone();
+    assert_eq!(entry["rotation_id"], rotation.as_str());
+    assert_eq!(entry["state"], "aborting");
+    assert_eq!(entry["outcome_published"], false);
+    assert!(entry["outcome_error"].as_str().is_some(), "{entry}");
+    assert_eq!(
+        trust_files(&w),
+        before,
+        "the staged key is removed all the same"
+    );
+
+    let status = run(w.ops().args(["--json", "rotate-keys", "status"]));
+    status.expect_code(75);
+    assert_eq!(status.json()["unfinished_rotation"], rotation.as_str());
+    run(w.ops().args(["rotate-keys", "status"])).expect_code(75);
+    rotate(&w, &[]).expect_code(75).stderr_has("--resume");
+    rotate(&w, &["--resume"]).expect_code(69);
+
+    bus.restart();
+    rotate(&w, &["--resume"])
+        .expect_code(75)
+        .stderr_has("aborted");
+    let entry = journal(&w)["rotations"][0].clone();
+    assert_eq!(entry["state"], "aborted");
+    assert_eq!(entry["outcome_published"], true);
+    let stored = bus.last_update();
+    assert_eq!(stored["type"], "trust_abort");
+    assert_eq!(stored["rotation_id"], rotation.as_str());
+    run(w.ops().args(["rotate-keys", "status"])).expect_code(0);
+    assert_eq!(trust_files(&w), before);
 }

@@ -20,6 +20,10 @@ use crate::error::{Exit, OpsError};
 /// How long a bus request (stream management, publish) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long publishing a TrustCommit or TrustAbort may take once collection has ended: a run
+/// ends at most this long after `--timeout` (README, docs/TRUST_UPDATE.md).
+pub const OUTCOME_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection to the bus for one rotation.
 pub struct TrustBus {
     client: async_nats::Client,
@@ -63,6 +67,22 @@ impl TrustBus {
             .map_err(|e| unavailable(&self.url, format!("{subject}: reply is not JSON: {e}")))
     }
 
+    /// For a dry run: what [`TrustBus::ensure_stream`] would change (`None`: nothing), without
+    /// changing it.
+    pub async fn check_stream(&self) -> Result<Option<String>, OpsError> {
+        let name = ransomeye_trust::STREAM_NAME;
+        let info = self
+            .api(format!("$JS.API.STREAM.INFO.{name}"), json!({}))
+            .await?;
+        if info.get("error").is_some() {
+            return Ok(Some(format!(
+                "create the JetStream stream {name} on {}",
+                ransomeye_trust::UPDATES_SUBJECT
+            )));
+        }
+        stream_config_problem(&info).map_or(Ok(None), Err)
+    }
+
     /// Makes sure the stream that keeps trust messages exists and captures the updates subject.
     pub async fn ensure_stream(&self) -> Result<(), OpsError> {
         let name = ransomeye_trust::STREAM_NAME;
@@ -70,23 +90,7 @@ impl TrustBus {
             .api(format!("$JS.API.STREAM.INFO.{name}"), json!({}))
             .await?;
         if info.get("error").is_none() {
-            let captures = info["config"]["subjects"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|v| v == ransomeye_trust::UPDATES_SUBJECT));
-            return if captures {
-                Ok(())
-            } else {
-                Err(OpsError::new(
-                    Exit::Config,
-                    format!(
-                        "JetStream stream {name} exists but does not capture {}",
-                        ransomeye_trust::UPDATES_SUBJECT
-                    ),
-                )
-                .hint(
-                    "add the subject to the stream, or delete the stream so rotate-keys creates it",
-                ))
-            };
+            return stream_config_problem(&info).map_or(Ok(()), Err);
         }
         let created = self
             .api(
@@ -134,6 +138,21 @@ impl TrustBus {
         }
     }
 
+    /// [`TrustBus::publish`] bounded by [`OUTCOME_TIMEOUT`]: for the commit or abort, which
+    /// must not stretch the run far beyond `--timeout` when the bus is gone.
+    pub async fn publish_outcome(&self, message: &Broadcast) -> Result<u64, OpsError> {
+        match tokio::time::timeout(OUTCOME_TIMEOUT, self.publish(message)).await {
+            Ok(result) => result,
+            Err(_) => Err(unavailable(
+                &self.url,
+                format!(
+                    "publishing the trust message: no answer within {} s",
+                    OUTCOME_TIMEOUT.as_secs()
+                ),
+            )),
+        }
+    }
+
     /// Subscribes to the acks of `rotation` (before the update is published, so none is missed).
     pub async fn subscribe_acks(
         &self,
@@ -150,6 +169,24 @@ impl TrustBus {
             .map_err(|e| unavailable(&self.url, format!("subscribing to acks: {e}")))?;
         Ok(sub)
     }
+}
+
+/// Why an existing stream cannot serve (from its `STREAM.INFO` reply), if it cannot.
+fn stream_config_problem(info: &Value) -> Option<OpsError> {
+    let name = ransomeye_trust::STREAM_NAME;
+    let captures = info["config"]["subjects"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|v| v == ransomeye_trust::UPDATES_SUBJECT));
+    (!captures).then(|| {
+        OpsError::new(
+            Exit::Config,
+            format!(
+                "JetStream stream {name} exists but does not capture {}",
+                ransomeye_trust::UPDATES_SUBJECT
+            ),
+        )
+        .hint("add the subject to the stream, or delete the stream so rotate-keys creates it")
+    })
 }
 
 /// What collecting acks found.
