@@ -350,7 +350,16 @@ async fn decide(
     failpoint::hit("rotate-after-publish");
     let deadline = Instant::now() + collect_for;
     let progress = progress_bar(s.json, check.active(), needed);
-    let tally = bus::collect(sub, Arc::clone(&check), needed, deadline, &progress).await;
+    let tally = bus::collect(
+        bus,
+        &update,
+        sub,
+        Arc::clone(&check),
+        needed,
+        deadline,
+        &progress,
+    )
+    .await;
     progress.finish_and_clear();
     let counts = counts(check.active(), needed, &tally);
     let no_quorum =
