@@ -1059,11 +1059,18 @@ fn agents_back_during_a_rotation_take_part_and_junk_in_the_stream_changes_nothin
             && l.contains(" acked=5 ")
     });
     let rotation = field(&line, "rotation");
+    // Catching up through the junk is bounded: the stream's limits bound what there is to read.
+    let reading = Instant::now();
     let caught = b
         .connect()
         .into_iter()
         .find(|l| l.starts_with("catch-up"))
         .expect("a catch-up line");
+    let read_for = reading.elapsed();
+    assert!(
+        read_for < Duration::from_secs(10),
+        "catching up took {read_for:?}"
+    );
     c.connect();
     assert_eq!(field(&caught, "applied"), "1", "{caught}");
     assert_eq!(

@@ -60,6 +60,26 @@ fn lacks_limits(config: &Value) -> bool {
         .is_some_and(|limits| limits.iter().any(|(k, v)| config.get(k) != Some(v)))
 }
 
+/// Why an existing stream's contents exceed the limits (from its `STREAM.INFO` state), if they do.
+fn over_limits(state: &Value) -> Option<String> {
+    let bytes = state["bytes"].as_u64().unwrap_or(0);
+    if bytes > MAX_BYTES as u64 {
+        return Some(format!("holds {bytes} bytes, more than {MAX_BYTES}"));
+    }
+    let first = state["first_ts"]
+        .as_str()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())?;
+    let age = std::time::SystemTime::now()
+        .duration_since(first)
+        .unwrap_or_default();
+    (state["messages"].as_u64().unwrap_or(0) > 0 && age > MAX_AGE).then(|| {
+        format!(
+            "holds messages older than {} days",
+            MAX_AGE.as_secs() / 86_400
+        )
+    })
+}
+
 /// The message id every publication of `update` carries, so JetStream stores it once.
 fn update_msg_id(update: &TrustUpdate) -> String {
     format!("trust-update-{}", update.rotation_id)
@@ -146,6 +166,14 @@ impl TrustBus {
                 return Err(problem);
             }
             if !lacks_limits(&info["config"]) {
+                return Ok(());
+            }
+            if let Some(over) = over_limits(&info["state"]) {
+                // Applying the limits now would make JetStream drop the oldest messages, which
+                // may be the chain agents catch up with: leave the stream as it is.
+                tracing::warn!(
+                    "JetStream stream {name} {over}: not applying the retention limits of docs/TRUST_UPDATE.md, which would drop messages"
+                );
                 return Ok(());
             }
             // A stream made before the limits existed: add them, keeping the rest of its
@@ -375,4 +403,31 @@ pub async fn collect(
     drop(raw_tx);
     let _ = sub.unsubscribe().await;
     tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_not_applied_where_they_would_drop_messages() {
+        let now = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        let small = json!({ "messages": 3, "bytes": 900, "first_ts": now });
+        assert_eq!(over_limits(&small), None);
+        let big = json!({ "messages": 3, "bytes": 70_000_000u64, "first_ts": now });
+        assert!(over_limits(&big).is_some_and(|m| m.contains("70000000 bytes")));
+        let old = json!({ "messages": 3, "bytes": 900, "first_ts": "2020-01-01T00:00:00.5Z" });
+        assert!(over_limits(&old).is_some_and(|m| m.contains("older than 365 days")));
+        let empty = json!({ "messages": 0, "bytes": 0, "first_ts": "0001-01-01T00:00:00Z" });
+        assert_eq!(over_limits(&empty), None);
+    }
+
+    #[test]
+    fn a_stream_without_the_limits_is_noticed() {
+        let mut config = stream_limits();
+        assert!(!lacks_limits(&config));
+        config["discard"] = json!("old");
+        assert!(lacks_limits(&config));
+        assert!(lacks_limits(&json!({ "max_age": 0 })));
+    }
 }
