@@ -946,7 +946,9 @@ fn an_abort_the_bus_did_not_take_is_journaled_shown_and_published_by_resume() {
     let status = run(w.ops().args(["--json", "rotate-keys", "status"]));
     status.expect_code(75);
     assert_eq!(status.json()["unfinished_rotation"], rotation.as_str());
-    run(w.ops().args(["rotate-keys", "status"])).expect_code(75);
+    run(w.ops().args(["rotate-keys", "status"]))
+        .expect_code(75)
+        .stderr_has("TrustAbort is not published yet");
     rotate(&w, &[]).expect_code(75).stderr_has("--resume");
     rotate(&w, &["--resume"]).expect_code(69);
 

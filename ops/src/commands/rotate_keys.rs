@@ -13,7 +13,9 @@
 //! configuration is the commit point. At every instant exactly one of `signing.key` and
 //! `signing.key.next` holds the key the configuration names (the *active key*), which is what
 //! every command signs with ([`crate::trust::signing_key`]); `--resume` finishes what the journal
-//! says was started.
+//! says was started, including a commit or abort the bus did not take (journaled, and shown by
+//! `status` with exit 75). A dry run changes nothing at all: it takes no lock file, cleans nothing
+//! and creates no stream, and lists what a real run would clean or finish instead.
 
 mod bus;
 pub(crate) mod journal;
@@ -1132,8 +1134,9 @@ fn status(ctx: &Context) -> Result<u8, OpsError> {
         } else {
             "unfinished"
         };
-        println!(
-            "rotation {} is {what} (state {}): run `ransomeye-ops rotate-keys --resume`",
+        // Exit 75 below: said as an error, on stderr, like every other failure.
+        eprintln!(
+            "error: rotation {} is {what} (state {})\nhint: finish it with `ransomeye-ops rotate-keys --resume` (see what it would do with --dry-run)",
             r.rotation_id,
             r.state.name()
         );
