@@ -413,6 +413,12 @@ impl Fleet {
         (event, acks)
     }
 
+    /// Whether `bytes` is an update beyond the fleet's next version: commits were missed, and
+    /// the fleet must catch up from the stream rather than judge it alone.
+    pub fn is_gap(&self, bytes: &[u8]) -> bool {
+        matches!(Broadcast::from_json(bytes), Ok(Broadcast::Update(u)) if self.trust.is_gap(&u))
+    }
+
     /// Parses and applies one message received on the updates subject; returns what happened
     /// and the acks to publish on the update's ack subject. Unparsable messages change nothing.
     pub fn on_message(&mut self, bytes: &[u8], now: u64) -> (Event, Vec<Vec<u8>>) {
@@ -924,6 +930,33 @@ mod tests {
         );
         let seen = outcomes(&fleet, &second, &acks);
         assert_eq!(seen.get(&AckOutcome::Counted), Some(&2));
+        assert_eq!(fleet.trust().pending.as_ref(), Some(&second));
+    }
+
+    #[test]
+    fn an_update_beyond_the_next_version_is_a_gap_to_catch_up_from() {
+        let (k1, k2, k3) = (key(), key(), key());
+        let mut fleet = fleet(2, 1.0, 0.0, &k1);
+        let first = update(2, &k1, &k2);
+        let second = update(3, &k2, &k3);
+        let live = Broadcast::Update(second.clone()).to_json();
+        assert!(fleet.is_gap(&live));
+        assert!(!fleet.is_gap(&Broadcast::Update(first.clone()).to_json()));
+        assert!(!fleet.is_gap(b"junk"));
+        // The stream has the missed commit; the live update is appended by the caller.
+        let stream = vec![
+            Broadcast::Update(first.clone()).to_json(),
+            Broadcast::Commit(TrustCommit::new(&first, &k2, NOW)).to_json(),
+            live,
+        ];
+        let (event, acks) = fleet.catch_up(&stream, NOW + 1);
+        assert!(
+            event
+                .to_string()
+                .starts_with("catch-up applied=1 version=2 pending="),
+            "{event}"
+        );
+        assert_eq!(acks.len(), 2);
         assert_eq!(fleet.trust().pending.as_ref(), Some(&second));
     }
 

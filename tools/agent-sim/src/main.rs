@@ -9,7 +9,9 @@
 //! `--hold` plays agents that were offline: it registers them, prints `registered`, and
 //! connects to the bus only once a line arrives on stdin. `--catch-up` makes them catch up from
 //! the JetStream stream on connecting, as a returning agent must (docs/TRUST_UPDATE.md): apply
-//! the committed chain, then take and ack the newest undecided update; one `catch-up` line.
+//! the committed chain, then take and ack the newest undecided update; one `catch-up` line. With
+//! it, an update that reveals a version gap (commits missed) also triggers a catch-up, printed as
+//! a `catch-up` line instead of an `update` line.
 //!
 //! It registers N agents with fresh Ed25519 keys in the `agents` table (status `active`, hostname
 //! `sim-<pid>-<index>`), gives each the trust root of the kernel configuration's `[trust]`
@@ -106,8 +108,9 @@ struct Cli {
     /// after a line on stdin
     #[arg(long)]
     hold: bool,
-    /// On connecting, catch up from the JetStream stream RANSOMEYE_TRUST as a returning agent
-    /// does (the committed chain, then the newest undecided update, acked)
+    /// On connecting, and on an update that reveals a version gap, catch up from the JetStream
+    /// stream RANSOMEYE_TRUST as a returning agent does (the committed chain, then the newest
+    /// undecided update, acked)
     #[arg(long)]
     catch_up: bool,
 }
@@ -240,18 +243,7 @@ async fn run(cli: Cli) -> Result<(), SimError> {
     if cli.catch_up {
         // Subscribed first, so nothing published meanwhile is missed (a message both read
         // here and received live is handled twice, which the protocol allows).
-        let stream = read_stream(&client).await.map_err(|e| bus_error(&e))?;
-        let (event, acks) = fleet.catch_up(&stream, unix_now());
-        if let Event::CatchUp {
-            pending: Some(rotation),
-            ..
-        } = &event
-        {
-            publish_acks(&client, rotation, acks)
-                .await
-                .map_err(|e| bus_error(&e))?;
-        }
-        emit(&event.to_string())?;
+        catch_up(&mut fleet, &client, None, &bus_error).await?;
     }
     // Before `ready`: a test may send SIGTERM as soon as it reads it.
     let signal_error =
@@ -259,7 +251,15 @@ async fn run(cli: Cli) -> Result<(), SimError> {
     let sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
     let sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
     emit("ready")?;
-    follow(fleet, &client, &mut updates, [sigterm, sigint], &bus_error).await
+    follow(
+        fleet,
+        &client,
+        &mut updates,
+        [sigterm, sigint],
+        cli.catch_up,
+        &bus_error,
+    )
+    .await
 }
 
 /// Handles broadcasts until SIGTERM or SIGINT.
@@ -268,6 +268,7 @@ async fn follow(
     client: &async_nats::Client,
     updates: &mut async_nats::Subscriber,
     [mut sigterm, mut sigint]: [Signal; 2],
+    catching_up: bool,
     bus_error: &dyn Fn(&dyn std::fmt::Display) -> SimError,
 ) -> Result<(), SimError> {
     loop {
@@ -279,6 +280,11 @@ async fn follow(
         let Some(message) = message else {
             return Err(bus_error(&"the subscription to broadcast.updates ended"));
         };
+        if catching_up && fleet.is_gap(&message.payload) {
+            // Commits were missed: catch up from the stream (this update included) instead.
+            catch_up(&mut fleet, client, Some(&message.payload), bus_error).await?;
+            continue;
+        }
         let started = Instant::now();
         // Signing thousands of acks is CPU work: let the runtime move other tasks away.
         let (event, acks) =
@@ -300,6 +306,30 @@ async fn follow(
         }
         emit(&event.to_string())?;
     }
+}
+
+/// Catches the fleet up from the stream (plus `live`, a message just received that the stream
+/// may not have returned yet), acks the undecided update it leaves pending, and prints the
+/// `catch-up` line.
+async fn catch_up(
+    fleet: &mut Fleet,
+    client: &async_nats::Client,
+    live: Option<&[u8]>,
+    bus_error: &dyn Fn(&dyn std::fmt::Display) -> SimError,
+) -> Result<(), SimError> {
+    let mut stream = read_stream(client).await.map_err(|e| bus_error(&e))?;
+    stream.extend(live.map(<[u8]>::to_vec));
+    let (event, acks) = tokio::task::block_in_place(|| fleet.catch_up(&stream, unix_now()));
+    if let Event::CatchUp {
+        pending: Some(rotation),
+        ..
+    } = &event
+    {
+        publish_acks(client, rotation, acks)
+            .await
+            .map_err(|e| bus_error(&e))?;
+    }
+    emit(&event.to_string())
 }
 
 /// Publishes `acks` on `rotation`'s ack subject and flushes them.
