@@ -178,10 +178,15 @@ Rotate the Ed25519 trust root to a new key across every agent, without downtime 
 Procedure: lock (one rotation at a time) -> check the old key, the configuration's directory, the bus and
 the active agents -> generate the new key, write it as signing.key.next and read it back -> journal
 `pending` -> publish a TrustUpdate on broadcast.updates (signed by the old and the new key; kept in the
-JetStream stream RANSOMEYE_TRUST) -> collect agents' signed acks until strictly more than --quorum of the
-active agents acked, or --timeout -> commit: rewrite [trust] in the configuration (version+1, key_id,
-public_key), keep the old key as keys/retired/<key id>, make the new key signing.key, publish TrustCommit;
+JetStream stream RANSOMEYE_TRUST; re-published every 5 s for agents that come back) -> collect agents'
+signed acks until strictly more than --quorum of the active agents acked, or --timeout -> commit: set the
+three [trust] values in the configuration (version+1, key_id, public_key; the rest of the file is kept byte
+for byte), keep the old key as keys/retired/<key id>, make the new key signing.key, publish TrustCommit;
 or abort: publish TrustAbort, remove the new key, change nothing else (exit 75 with the counts).
+Publishing the outcome takes at most 5 s, so a run ends within --timeout + 5 s of publishing the update;
+an outcome the bus did not take stays in the journal, `status` exits 75 and --resume publishes it.
+--dry-run changes nothing (no lock file, no clean-up, no stream) and lists what a run would clean;
+with --resume, what the resume would finish.
 
 Only acks from agents with status 'active', signed with the key registered in table agents, for this
 rotation and version count; forged, unknown, duplicate and replayed acks are counted and reported.
@@ -250,8 +255,9 @@ pub struct RotateKeysArgs {
         conflicts_with = "resume"
     )]
     pub quorum: f64,
-    /// Check keys, configuration, bus and agents and say what a rotation would need; change nothing
-    #[arg(long, conflicts_with = "resume")]
+    /// Check keys, configuration, bus and agents and say what a rotation (or with --resume, the
+    /// resume) would need, finish or clean; change nothing
+    #[arg(long)]
     pub dry_run: bool,
     /// Finish an interrupted rotation as its journal says (with its quorum and deadline)
     #[arg(long, conflicts_with = "rollback")]
@@ -269,7 +275,7 @@ pub struct RotateKeysArgs {
 pub enum RotateKeysCommand {
     /// Show the trust version, active, staged and retired keys, and the rotation journal
     #[command(
-        after_long_help = "Touches nothing.\nExit codes: 0 shown, 65 journal unreadable, 78 configuration error.\n\nExample:\n  ransomeye-ops --json rotate-keys status"
+        after_long_help = "Touches nothing.\nExit codes: 0 shown, 65 journal unreadable, 75 a rotation is unfinished (running, interrupted, or its\ncommit or abort not yet published: run --resume), 78 configuration error.\n\nExample:\n  ransomeye-ops --json rotate-keys status"
     )]
     Status,
 }

@@ -7,12 +7,13 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{run, services, World, BIN};
 use serde_json::Value;
@@ -37,16 +38,58 @@ struct Sim {
 impl Sim {
     /// Starts `agents` simulated agents in `world`'s database; returns once they listen.
     fn start(world: &World, agents: u32, ack: f64, forge: f64) -> Sim {
+        Sim::start_on(world, &services().nats_url, agents, ack, forge)
+    }
+
+    /// [`Sim::start`] on the bus at `nats_url`.
+    fn start_on(world: &World, nats_url: &str, agents: u32, ack: f64, forge: f64) -> Sim {
+        let forge = forge.to_string();
+        let mut sim = Sim::spawn(world, nats_url, agents, ack, &["--forge-fraction", &forge]);
+        sim.wait_for(|l| l == "ready");
+        sim
+    }
+
+    /// Agents that are offline (`--hold`, plus `flags`): registered in the database, not yet on
+    /// the bus. Returns once they are registered; [`Sim::connect`] brings them back.
+    fn start_held(world: &World, nats_url: &str, agents: u32, flags: &[&str]) -> Sim {
+        let mut args = vec!["--hold"];
+        args.extend_from_slice(flags);
+        let mut sim = Sim::spawn(world, nats_url, agents, 1.0, &args);
+        sim.wait_for(|l| l == "registered");
+        sim
+    }
+
+    /// Brings held agents onto the bus; returns once they listen, with the lines printed before
+    /// `ready` (the `catch-up` line).
+    fn connect(&mut self) -> Vec<String> {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(b"connect\n")
+            .expect("write to the simulator");
+        stdin.flush().expect("flush");
+        let mut before = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line == "ready" => return before,
+                Ok(line) => before.push(line),
+                Err(e) => panic!("agent simulator: not ready after connecting ({e})"),
+            }
+        }
+    }
+
+    fn spawn(world: &World, nats_url: &str, agents: u32, ack: f64, flags: &[&str]) -> Sim {
         let mut child = Command::new(sim_bin())
             .arg("--database-url")
             .arg(&world.db().url)
             .arg("--nats-url")
-            .arg(services().nats_url)
+            .arg(nats_url)
             .arg("--config")
             .arg(&world.config)
             .args(["--agents", &agents.to_string()])
             .args(["--ack-fraction", &ack.to_string()])
-            .args(["--forge-fraction", &forge.to_string()])
+            .args(flags)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start ransomeye-agent-sim");
@@ -60,9 +103,7 @@ impl Sim {
                 }
             }
         });
-        let mut sim = Sim { child, lines };
-        sim.wait_for(|l| l == "ready");
-        sim
+        Sim { child, lines }
     }
 
     /// Reads the simulator's lines until one satisfies `want`; fails after 60 s without it.
@@ -90,6 +131,151 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A nats-server of the test's own (JetStream on, a free loopback port, its own store), for the
+/// tests that stop the bus or must see a fresh stream; the shared one on `NATS_URL` is never
+/// stopped. Killed on drop.
+struct OwnBus {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl OwnBus {
+    fn start() -> OwnBus {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut bus = OwnBus {
+            child: None,
+            port,
+            store: tempfile::tempdir().expect("tempdir"),
+        };
+        bus.restart();
+        bus
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, on the same port and store) and waits until JetStream answers.
+    fn restart(&mut self) {
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (is it installed?)");
+        self.child = Some(child);
+        let url = self.url();
+        let ready = Instant::now() + Duration::from_secs(30);
+        common::block_on(async {
+            loop {
+                let answer = match async_nats::connect(&url).await {
+                    Ok(c) => c.request("$JS.API.INFO", "".into()).await.is_ok(),
+                    Err(_) => false,
+                };
+                if answer {
+                    return;
+                }
+                assert!(Instant::now() < ready, "nats-server on {url} did not start");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    /// SIGKILLs the server.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A JetStream API request, its JSON reply.
+    fn api(&self, subject: &str, body: Value) -> Value {
+        let url = self.url();
+        common::block_on(async move {
+            let client = async_nats::connect(&url).await.expect("nats");
+            let reply = client
+                .request(subject.to_string(), body.to_string().into())
+                .await
+                .expect("JetStream API");
+            serde_json::from_slice(&reply.payload).expect("JSON reply")
+        })
+    }
+
+    fn stream_exists(&self) -> bool {
+        self.api("$JS.API.STREAM.INFO.RANSOMEYE_TRUST", Value::Null)
+            .get("error")
+            .is_none()
+    }
+
+    /// The last message stored on `broadcast.updates`, parsed.
+    fn last_update(&self) -> Value {
+        let reply = self.api(
+            "$JS.API.STREAM.MSG.GET.RANSOMEYE_TRUST",
+            serde_json::json!({ "last_by_subj": "broadcast.updates" }),
+        );
+        stored_message(&reply)
+    }
+}
+
+impl Drop for OwnBus {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The JSON message in a `STREAM.MSG.GET` reply.
+fn stored_message(reply: &Value) -> Value {
+    let data = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        reply["message"]["data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no stored message: {reply}")),
+    )
+    .expect("base64");
+    serde_json::from_slice(&data).expect("stored JSON")
+}
+
+/// A world whose configuration points at `bus`.
+fn world_on(bus: &OwnBus) -> World {
+    let w = World::initialised();
+    w.edit_config(|t| t.replace(&services().nats_url, &bus.url()));
+    w
+}
+
+/// Every file under `dir`: relative path → (mode, owner, group, bytes).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
+    let mut files = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let rel = path.strip_prefix(dir).expect("inside").to_path_buf();
+            if meta.is_dir() {
+                todo.push(path);
+                files.insert(rel, (meta.mode(), meta.uid(), meta.gid(), Vec::new()));
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                files.insert(rel, (meta.mode(), meta.uid(), meta.gid(), bytes));
+            }
+        }
+    }
+    files
 }
 
 /// `key=value` from a simulator line.
@@ -189,12 +375,7 @@ fn a_quorum_of_85_percent_commits_and_agents_switch() {
             .expect("stream message");
         serde_json::from_slice(&reply.payload).expect("JSON reply")
     });
-    let data = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        stored["message"]["data"].as_str().expect("stored data"),
-    )
-    .expect("base64");
-    let stored: Value = serde_json::from_slice(&data).expect("stored update");
+    let stored = stored_message(&stored);
     assert_eq!(stored["type"], "trust_update");
     assert_eq!(stored["rotation_id"], rotation.as_str());
 
@@ -517,4 +698,409 @@ fn a_read_only_configuration_directory_is_refused_before_anything_is_generated()
         .stderr_has("nothing was generated or published");
     assert_eq!(trust_files(&w), before);
     assert!(!w.path("keys/rotation-journal.json").exists());
+}
+
+/// Runs `rotate-keys args` and asserts that no file under the world's directory (keys,
+/// configuration, archive, backups) changed in bytes, mode or owner.
+#[track_caller]
+fn dry(w: &World, args: &[&str]) -> common::Run {
+    let before = tree(w.dir.path());
+    let out = rotate(w, args);
+    assert_eq!(
+        tree(w.dir.path()),
+        before,
+        "rotate-keys {args:?} changed files\n{}",
+        out.stderr
+    );
+    out
+}
+
+/// The steps a dry run reports it would take, as one text.
+fn would(out: &common::Run) -> String {
+    out.json()["would"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn dry_runs_change_nothing_and_say_what_they_would_finish_or_clean() {
+    let bus = OwnBus::start();
+    let w = world_on(&bus);
+    let mut sim = Sim::start_on(&w, &bus.url(), 5, 1.0, 0.0);
+
+    // A fresh bus: the dry run does not create the trust stream, it says it would.
+    let out = dry(&w, &["--dry-run"]);
+    out.expect_code(0);
+    assert!(
+        would(&out).contains("create the JetStream stream"),
+        "{}",
+        out.stdout
+    );
+    assert!(!bus.stream_exists());
+    dry(&w, &["--rollback", "--dry-run"]).expect_code(66);
+
+    // Killed before it journaled: a staged key that was never published, and temp files.
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-stage")
+        .args(["rotate-keys", "--timeout", "30"]));
+    assert_ne!(crashed.code, 0);
+    assert!(w.path("keys/signing.key.next").exists());
+    std::fs::write(w.path("keys/.rotation-journal.json.tmp-abc123"), b"half").expect("temp");
+    std::fs::write(w.config.with_file_name(".kernel.toml.tmp-abc123"), b"half").expect("temp");
+    for args in [&["--dry-run"][..], &["--resume", "--dry-run"]] {
+        let out = dry(&w, args);
+        out.expect_code(0);
+        let steps = would(&out);
+        assert!(
+            steps.contains("remove signing.key.next"),
+            "{args:?}: {steps}"
+        );
+        assert!(
+            steps.contains(".rotation-journal.json.tmp-abc123"),
+            "{args:?}: {steps}"
+        );
+        assert!(
+            steps.contains(".kernel.toml.tmp-abc123"),
+            "{args:?}: {steps}"
+        );
+    }
+
+    // A pending rotation (killed after publishing): a plain dry run refuses as a run would,
+    // a resume's dry run says it would re-publish.
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-publish")
+        .args(["rotate-keys", "--timeout", "30"]));
+    assert_ne!(crashed.code, 0);
+    assert_eq!(journal(&w)["rotations"][0]["state"], "pending");
+    dry(&w, &["--dry-run"])
+        .expect_code(75)
+        .stderr_has("--resume");
+    let out = dry(&w, &["--resume", "--dry-run"]);
+    out.expect_code(0);
+    assert!(
+        would(&out).contains("re-publish the same TrustUpdate"),
+        "{}",
+        out.stdout
+    );
+    rotate(&w, &["--resume"]).expect_code(0);
+
+    // Committing (killed after the commit point): the resume's dry run lists the steps left.
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-config")
+        .args(["rotate-keys", "--timeout", "30"]));
+    assert_ne!(crashed.code, 0);
+    let out = dry(&w, &["--resume", "--dry-run"]);
+    out.expect_code(0);
+    let steps = would(&out);
+    assert!(steps.contains("copy the old key to retired/"), "{steps}");
+    assert!(
+        steps.contains("rename signing.key.next over signing.key"),
+        "{steps}"
+    );
+    assert!(!steps.contains("write [trust]"), "already written: {steps}");
+    rotate(&w, &["--resume"]).expect_code(0);
+    sim.event("commit", &latest_rotation_id(&w));
+
+    // Aborting (no agent left to ack; killed after the decision).
+    drop(sim);
+    let crashed = run(w
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "rotate-after-decision")
+        .args(["rotate-keys", "--timeout", "1"]));
+    assert_ne!(crashed.code, 0);
+    assert_eq!(
+        journal(&w)["rotations"]
+            .as_array()
+            .expect("rotations")
+            .last()
+            .expect("one")["state"],
+        "aborting"
+    );
+    let out = dry(&w, &["--resume", "--dry-run"]);
+    out.expect_code(0);
+    assert!(
+        would(&out).contains("publish the TrustAbort"),
+        "{}",
+        out.stdout
+    );
+    rotate(&w, &["--resume"]).expect_code(75);
+    assert!(!w.path("keys/signing.key.next").exists());
+}
+
+#[test]
+fn a_rotation_changes_only_the_trust_values_of_a_commented_configuration() {
+    let w = World::initialised();
+    let (version, id, public) = config_trust(&w);
+    // The operator's own layout: comments everywhere, blank lines, another key order, single
+    // quotes, trailing comments on the values rotate-keys changes.
+    let text = std::fs::read_to_string(&w.config).expect("config");
+    let (head, _) = text
+        .split_once("[trust]")
+        .expect("[trust] is the last section");
+    let head = head
+        .lines()
+        .map(|l| {
+            if l.starts_with('[') {
+                format!("{l}   # section comment")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let original = format!(
+        "# RansomEye kernel configuration, edited by hand\n\n{head}\n\
+         # The trust root: rotate-keys rewrites these three values.\n[trust]\n\
+         public_key = \"{public}\"   # Ed25519\n\n\
+         version = {version}          # one more per rotation\n\
+         key_id = '{id}'\n# end of file\n"
+    );
+    std::fs::write(&w.config, &original).expect("write config");
+    std::fs::set_permissions(&w.config, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    std::os::unix::fs::chown(&w.config, Some(0), Some(65534)).expect("chown");
+
+    let _sim = Sim::start(&w, 3, 1.0, 0.0);
+    rotate(&w, &["--timeout", "30"]).expect_code(0);
+
+    let (new_version, new_id, new_public) = config_trust(&w);
+    assert_eq!(new_version, version + 1);
+    let expected = original
+        .replace(
+            &format!("public_key = \"{public}\"   #"),
+            &format!("public_key = \"{new_public}\"   #"),
+        )
+        .replace(
+            &format!("version = {version}          #"),
+            &format!("version = {new_version}          #"),
+        )
+        .replace(
+            &format!("key_id = '{id}'"),
+            &format!("key_id = \"{new_id}\""),
+        );
+    let after = std::fs::read_to_string(&w.config).expect("config");
+    let changed: Vec<(&str, &str)> = original
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 3, "{changed:#?}");
+    assert_eq!(after, expected);
+    let meta = std::fs::metadata(&w.config).expect("metadata");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!((meta.uid(), meta.gid()), (0, 65534));
+}
+
+#[test]
+fn an_abort_the_bus_did_not_take_is_journaled_shown_and_published_by_resume() {
+    let mut bus = OwnBus::start();
+    let w = world_on(&bus);
+    let before = trust_files(&w);
+    // Nobody acks: the rotation aborts when --timeout ends, with the bus gone by then.
+    let mut sim = Sim::start_on(&w, &bus.url(), 5, 0.0, 0.0);
+    let started = Instant::now();
+    let child = w
+        .ops()
+        .args(["--json", "rotate-keys", "--timeout", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rotate-keys");
+    let line = sim.wait_for(|l| l.starts_with("update rotation="));
+    let published = Instant::now();
+    let rotation = field(&line, "rotation");
+    bus.kill();
+    let out = child.wait_with_output().expect("rotate-keys");
+    let elapsed = published.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("TrustAbort was not published"), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    // From the publication: --timeout plus the 5 s bound on publishing the outcome (and 1.5 s
+    // for the journal and the process to end on a loaded machine).
+    assert!(
+        elapsed < Duration::from_secs_f64(4.0 + 5.0 + 1.5),
+        "took {elapsed:?} after the publication ({:?} in all)",
+        started.elapsed()
+    );
+
+    let entry = journal(&w)["rotations"][0].clone();
+    assert_eq!(entry["rotation_id"], rotation.as_str());
+    assert_eq!(entry["state"], "aborting");
+    assert_eq!(entry["outcome_published"], false);
+    assert!(entry["outcome_error"].as_str().is_some(), "{entry}");
+    assert_eq!(
+        trust_files(&w),
+        before,
+        "the staged key is removed all the same"
+    );
+
+    let status = run(w.ops().args(["--json", "rotate-keys", "status"]));
+    status.expect_code(75);
+    assert_eq!(status.json()["unfinished_rotation"], rotation.as_str());
+    run(w.ops().args(["rotate-keys", "status"]))
+        .expect_code(75)
+        .stderr_has("TrustAbort is not published yet");
+    rotate(&w, &[]).expect_code(75).stderr_has("--resume");
+    rotate(&w, &["--resume"]).expect_code(69);
+
+    bus.restart();
+    rotate(&w, &["--resume"])
+        .expect_code(75)
+        .stderr_has("aborted");
+    let entry = journal(&w)["rotations"][0].clone();
+    assert_eq!(entry["state"], "aborted");
+    assert_eq!(entry["outcome_published"], true);
+    let stored = bus.last_update();
+    assert_eq!(stored["type"], "trust_abort");
+    assert_eq!(stored["rotation_id"], rotation.as_str());
+    run(w.ops().args(["rotate-keys", "status"])).expect_code(0);
+    assert_eq!(trust_files(&w), before);
+}
+
+/// Publishes `count` junk messages on `broadcast.updates` through JetStream, as anyone allowed to
+/// publish there could: garbage, and well-formed updates, commits and aborts signed by keys no
+/// agent trusts. Also checks that an oversized message is refused by the stream.
+fn publish_junk(bus: &OwnBus, count: usize, version: u64) {
+    use ransomeye_trust::{Broadcast, RotationId, TrustAbort, TrustCommit, TrustUpdate};
+    let url = bus.url();
+    common::block_on(async move {
+        let client = async_nats::connect(&url).await.expect("nats");
+        let stored = |reply: async_nats::Message| {
+            serde_json::from_slice::<Value>(&reply.payload).expect("JetStream ack")
+        };
+        for i in 0..count {
+            let stranger =
+                ring::signature::Ed25519KeyPair::from_seed_unchecked(&[(i % 200) as u8 + 1; 32])
+                    .expect("key");
+            let update = TrustUpdate::new(
+                RotationId::generate().expect("random"),
+                version + 1 + (i % 2) as u64,
+                &stranger,
+                &stranger,
+                1,
+                u64::MAX / 2,
+            );
+            let junk = match i % 4 {
+                0 => format!("junk {i}").into_bytes(),
+                1 => Broadcast::Update(update).to_json(),
+                2 => Broadcast::Commit(TrustCommit::new(&update, &stranger, 2)).to_json(),
+                _ => Broadcast::Abort(TrustAbort::new(&update, &stranger, 2)).to_json(),
+            };
+            let reply = client
+                .request("broadcast.updates", junk.into())
+                .await
+                .expect("publish junk");
+            assert!(
+                stored(reply).get("seq").is_some(),
+                "junk {i} was not stored"
+            );
+        }
+        let huge = vec![b'x'; 8192];
+        let reply = client
+            .request("broadcast.updates", huge.into())
+            .await
+            .expect("publish a huge message");
+        assert!(
+            stored(reply).get("error").is_some(),
+            "an 8 KiB message was stored"
+        );
+    });
+}
+
+#[test]
+fn agents_back_during_a_rotation_take_part_and_junk_in_the_stream_changes_nothing() {
+    let bus = OwnBus::start();
+    let w = world_on(&bus);
+    let (version, ..) = config_trust(&w);
+    // A is online throughout; B is offline since before the first rotation and catches up from
+    // the stream when it comes back.
+    let mut a = Sim::start_on(&w, &bus.url(), 5, 1.0, 0.0);
+    let mut b = Sim::start_held(&w, &bus.url(), 5, &["--catch-up"]);
+    // First rotation: A's five acks suffice (strictly more than 0.3 of 10).
+    rotate(&w, &["--timeout", "30", "--quorum", "0.3"]).expect_code(0);
+
+    // The stream is bounded, and never by dropping old messages.
+    let info = bus.api("$JS.API.STREAM.INFO.RANSOMEYE_TRUST", Value::Null);
+    assert_eq!(info["config"]["discard"], "new", "{info}");
+    assert_eq!(info["config"]["max_msg_size"], 4096, "{info}");
+    let year_ns = 365 * 24 * 3600 * 1_000_000_000u64;
+    assert!(
+        info["config"]["max_age"].as_u64().expect("max_age") >= year_ns,
+        "{info}"
+    );
+    assert!(
+        info["config"]["max_bytes"].as_i64().expect("max_bytes") > 0,
+        "{info}"
+    );
+
+    publish_junk(&bus, 300, version + 1);
+
+    // C comes online only after the second rotation's update was published, without
+    // catch-up: only the operator's re-publication can reach it.
+    let mut c = Sim::start_held(&w, &bus.url(), 5, &[]);
+    let rotating = w
+        .ops()
+        .args(["--json", "rotate-keys", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rotate-keys");
+    let second = version + 2;
+    let line = a.wait_for(|l| {
+        l.starts_with("update rotation=")
+            && l.contains(&format!(" version={second} "))
+            && l.contains(" acked=5 ")
+    });
+    let rotation = field(&line, "rotation");
+    // Catching up through the junk is bounded: the stream's limits bound what there is to read.
+    let reading = Instant::now();
+    let caught = b
+        .connect()
+        .into_iter()
+        .find(|l| l.starts_with("catch-up"))
+        .expect("a catch-up line");
+    let read_for = reading.elapsed();
+    assert!(
+        read_for < Duration::from_secs(10),
+        "catching up took {read_for:?}"
+    );
+    c.connect();
+    assert_eq!(field(&caught, "applied"), "1", "{caught}");
+    assert_eq!(
+        field(&caught, "version"),
+        (version + 1).to_string(),
+        "{caught}"
+    );
+    assert_eq!(field(&caught, "pending"), rotation, "{caught}");
+    assert_eq!(field(&caught, "acks"), "5", "{caught}");
+    assert!(
+        field(&caught, "read").parse::<usize>().expect("read") > 300,
+        "{caught}"
+    );
+
+    let out = rotating.wait_with_output().expect("rotate-keys");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(report["rotation_id"], rotation.as_str());
+    assert_eq!(report["active"], 15);
+    assert!(report["acked"].as_u64().expect("acked") >= 13, "{report}");
+    for sim in [&mut a, &mut b, &mut c] {
+        let line = sim.event("commit", &rotation);
+        assert_eq!(field(&line, "switched"), "5", "{line}");
+    }
+    assert_eq!(config_trust(&w).0, second);
 }

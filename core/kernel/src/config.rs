@@ -2,7 +2,9 @@
 //!
 //! Where it is: `--config PATH`, else `$RANSOMEYE_CONFIG`, else [`DEFAULT_PATH`]. Unknown keys and
 //! values of the wrong type are errors that name the file, the line and the key. The file is only
-//! ever rewritten by atomic replace, keeping its mode and owner ([`Config::save`]).
+//! ever rewritten by atomic replace, keeping its mode and owner; [`set_values`] changes only the
+//! values it is given and keeps the operator's comments, order and layout ([`Config::save`],
+//! which re-serialises the whole file, is for files the tool itself wrote).
 //!
 //! `RANSOMEYE_DATABASE_URL` and `RANSOMEYE_NATS_URL` override the URLs at run time
 //! ([`Config::with_env_overrides`]); they are never written back to the file.
@@ -546,6 +548,97 @@ impl Config {
     }
 }
 
+/// A value [`set_values`] writes: a TOML string or integer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigValue {
+    /// A basic string.
+    String(String),
+    /// An integer.
+    Integer(i64),
+}
+
+impl From<&str> for ConfigValue {
+    fn from(s: &str) -> Self {
+        ConfigValue::String(s.to_string())
+    }
+}
+
+impl From<String> for ConfigValue {
+    fn from(s: String) -> Self {
+        ConfigValue::String(s)
+    }
+}
+
+impl From<i64> for ConfigValue {
+    fn from(n: i64) -> Self {
+        ConfigValue::Integer(n)
+    }
+}
+
+/// Sets `[section] key = value` for each of `values` in the configuration file at `path`,
+/// atomically (temp file, fsync, rename, directory fsync), keeping its mode and owner and
+/// everything else in it byte for byte: comments (also one after a replaced value), key order,
+/// blank lines, quoting of the other values. A key that is missing is appended to its section;
+/// a missing section is appended to the file. The result must be a valid configuration
+/// ([`Config::parse`]) or nothing is written. Returns the file's path.
+pub fn set_values(
+    path: &Path,
+    values: &[(&str, &str, ConfigValue)],
+) -> Result<PathBuf, ConfigError> {
+    use std::io::Read;
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        location: None,
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(PathError::at(FileAction::Open, path))?;
+    let meta = file
+        .metadata()
+        .map_err(PathError::at(FileAction::Read, path))?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_LEN)
+        .read_to_string(&mut text)
+        .map_err(PathError::at(FileAction::Read, path))?;
+    // Refuse to edit a file the loader would refuse: the edit must not launder an error.
+    Config::parse(path, &text)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| invalid(e.message().to_string()))?;
+    for (section, key, value) in values {
+        let new = match value {
+            ConfigValue::String(s) => toml_edit::Value::from(s.as_str()),
+            ConfigValue::Integer(n) => toml_edit::Value::from(*n),
+        };
+        if !doc.contains_key(section) {
+            doc.insert(section, toml_edit::Item::Table(toml_edit::Table::new()));
+        }
+        let table = doc
+            .get_mut(section)
+            .and_then(toml_edit::Item::as_table_like_mut)
+            .ok_or_else(|| invalid(format!("[{section}] is not a table")))?;
+        match table.get_mut(key) {
+            Some(toml_edit::Item::Value(old)) => {
+                // The old value's decor holds the spaces around it and a trailing comment.
+                let decor = old.decor().clone();
+                *old = new;
+                *old.decor_mut() = decor;
+            }
+            Some(_) => return Err(invalid(format!("[{section}] {key} is not a plain value"))),
+            None => {
+                table.insert(key, toml_edit::Item::Value(new));
+            }
+        }
+    }
+    let edited = doc.to_string();
+    Config::parse(path, &edited)?;
+    Ok(write_atomic(
+        path,
+        edited.as_bytes(),
+        Ownership::of(&meta),
+        Replace::Allowed,
+    )?)
+}
+
 /// A table or column name that can be interpolated into SQL without quoting tricks.
 pub fn is_sql_identifier(s: &str, allow_schema: bool) -> bool {
     let part_ok = |p: &str| {
@@ -745,5 +838,101 @@ public_key = "{PK}"
         );
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn set_values_changes_only_those_values_and_keeps_comments_and_layout() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kernel.toml");
+        let id = public_key_id(&hex::decode(PK).expect("hex")).to_string();
+        let original = sample()
+            .replace("[bus]\n", "# the bus\n[bus]  # NATS\n")
+            .replace("version = 1\n", "version = 1     # bumped by rotate-keys\n")
+            .replace(&format!("key_id = \"{id}\""), &format!("key_id = '{id}'"));
+        std::fs::write(&path, &original).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let other = "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394";
+        let other_id = public_key_id(&hex::decode(other).expect("hex")).to_string();
+        set_values(
+            &path,
+            &[
+                ("trust", "version", 2.into()),
+                ("trust", "key_id", other_id.clone().into()),
+                ("trust", "public_key", other.into()),
+            ],
+        )
+        .expect("set");
+        let edited = std::fs::read_to_string(&path).expect("read");
+        let expected = original
+            .replace("version = 1     #", "version = 2     #")
+            .replace(
+                &format!("key_id = '{id}'"),
+                &format!("key_id = \"{other_id}\""),
+            )
+            .replace(PK, other);
+        assert_eq!(edited, expected);
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn set_values_never_writes_an_invalid_configuration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kernel.toml");
+        std::fs::write(&path, sample()).expect("write");
+        // A key id that does not match the public key.
+        let err = set_values(&path, &[("trust", "key_id", "0000000000000000".into())])
+            .expect_err("mismatch");
+        assert!(err.to_string().contains("[trust] key_id"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), sample());
+        let err = set_values(&path, &[("archive", "retention_days", 0.into())]).expect_err("zero");
+        assert!(err.to_string().contains("retention_days"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), sample());
+    }
+
+    #[test]
+    fn set_values_appends_a_missing_key_to_its_section() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kernel.toml");
+        std::fs::write(&path, sample()).expect("write");
+        set_values(&path, &[("archive", "table", "audit_events".into())]).expect("set");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            text.contains("retention_days = 30\ntable = \"audit_events\"\n"),
+            "{text}"
+        );
+        assert_eq!(parse(&text).expect("valid").archive.table, "audit_events");
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://ops:s3cret@db:5432/ransomeye"),
+            "postgres://ops:***@db:5432/ransomeye"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(redact_url("nats://a:b@h:4222"), "nats://a:***@h:4222");
+        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
+        assert_eq!(
+            redact_url("postgres://db/x?user=a@b"),
+            "postgres://db/x?user=a@b"
+        );
+    }
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/prod?sslmode=require", "drill"),
+            "postgres://u:p@h:5432/drill?sslmode=require"
+        );
+        assert_eq!(with_database("postgres://h", "drill"), "postgres://h/drill");
+        assert_eq!(
+            with_database("postgres://h/", "drill"),
+            "postgres://h/drill"
+        );
     }
 }

@@ -30,6 +30,15 @@ pub enum Applied {
     Aborted,
 }
 
+/// What [`AgentTrust::catch_up`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// Committed versions applied.
+    pub applied: u64,
+    /// The undecided update now pending (the agent acks it), if any.
+    pub pending: Option<TrustUpdate>,
+}
+
 impl AgentTrust {
     /// An agent trusting `public_key` at `version`, nothing pending.
     pub fn new(version: u64, public_key: [u8; 32]) -> AgentTrust {
@@ -107,12 +116,17 @@ impl AgentTrust {
         }
     }
 
-    /// Catches up after time offline: walks `history` (the stream's messages, oldest first) and
-    /// applies every update that is the next version, signed by the key trusted at that point,
-    /// and followed by its commit signed by the new key; TUF-style, one version at a time.
-    /// Deadlines are not checked here: the commit proves the rotation completed. Returns how many
-    /// versions were applied; anything that does not fit the chain is skipped.
-    pub fn catch_up(&mut self, history: &[Broadcast]) -> u64 {
+    /// Catches up after time offline (or after a version gap: an update whose `version` is
+    /// beyond the next one means commits were missed): walks `history` (the stream's messages,
+    /// oldest first) and applies every update that is the next version, signed by the key
+    /// trusted at that point, and followed by its commit signed by the new key; TUF-style, one
+    /// version at a time. Deadlines are not checked there: the commit proves the rotation
+    /// completed. Then the newest *undecided* update — no commit and no abort verifying after
+    /// it — that the agent would accept live at `now` ([`AgentTrust::on_update`]: next version,
+    /// both signatures, deadline not passed) becomes the pending update, which the agent acks:
+    /// an agent back while a rotation is collecting acks takes part in it. Anything that does not
+    /// fit (forged, malformed, stale, another chain) is skipped.
+    pub fn catch_up(&mut self, history: &[Broadcast], now: u64) -> CaughtUp {
         let mut applied = 0;
         for (i, message) in history.iter().enumerate() {
             let Broadcast::Update(update) = message else {
@@ -139,7 +153,34 @@ impl AgentTrust {
                 applied += 1;
             }
         }
-        applied
+        let mut pending = None;
+        for (i, message) in history.iter().enumerate().rev() {
+            let Broadcast::Update(update) = message else {
+                continue;
+            };
+            let decided = history[i + 1..].iter().any(|later| match later {
+                Broadcast::Abort(a) => {
+                    a.rotation_id == update.rotation_id && a.verify(&self.public_key).is_ok()
+                }
+                Broadcast::Commit(c) => {
+                    c.rotation_id == update.rotation_id && c.verify(&update.new_public_key).is_ok()
+                }
+                Broadcast::Update(_) => false,
+            });
+            if !decided && self.on_update(update, now).is_ok() {
+                pending = Some(update.clone());
+                break;
+            }
+        }
+        CaughtUp { applied, pending }
+    }
+
+    /// Whether `update` reveals a version gap: it is beyond the next version, so commits were
+    /// missed and the agent must catch up from the stream before it can judge it.
+    pub fn is_gap(&self, update: &TrustUpdate) -> bool {
+        self.version
+            .checked_add(1)
+            .is_some_and(|next| update.version > next)
     }
 
     fn pending_for(&self, rotation: crate::RotationId) -> Result<&Pending, Rejection> {

@@ -24,7 +24,7 @@ mod quorum;
 #[cfg(test)]
 mod tests;
 
-pub use agent::{AgentTrust, Applied, Pending};
+pub use agent::{AgentTrust, Applied, CaughtUp, Pending};
 pub use codec::{AgentId, RotationId};
 pub use message::{
     Ack, Broadcast, Signer, TrustAbort, TrustCommit, TrustUpdate, ABORT_DOMAIN, ACK_DOMAIN,

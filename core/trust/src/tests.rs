@@ -150,11 +150,57 @@ fn an_agent_that_was_offline_walks_the_chain_of_committed_updates() {
         Broadcast::Commit(TrustCommit::new(&u3, &k3, NOW)),
         Broadcast::Update(unsigned_by_chain.clone()),
         Broadcast::Commit(TrustCommit::new(&unsigned_by_chain, &k4, NOW)),
-        Broadcast::Update(uncommitted),
+        Broadcast::Update(uncommitted.clone()),
     ];
     let mut agent = AgentTrust::new(1, public(&k1));
-    assert_eq!(agent.catch_up(&history), 2);
+    let caught = agent.catch_up(&history, NOW + 1);
+    assert_eq!(caught.applied, 2);
     assert_eq!((agent.version, agent.public_key), (3, public(&k3)));
+    // The newest update is undecided and still in its window: it is pending, to be acked.
+    assert_eq!(caught.pending.as_ref(), Some(&uncommitted));
+    assert_eq!(agent.pending.as_ref(), Some(&uncommitted));
+}
+
+#[test]
+fn junk_in_the_stream_neither_stops_nor_misleads_catch_up() {
+    let (k1, k2, k3) = (key(1), key(2), key(3));
+    let u2 = update(2, &k1, &k2);
+    let pending = update(3, &k2, &k3);
+    let mut history = Vec::new();
+    for i in 0..200u8 {
+        // Updates of the right versions from keys nobody trusts, commits and aborts of real
+        // rotations signed by the wrong keys.
+        let stranger = key(100 + (i % 50));
+        history.push(Broadcast::Update(update(
+            2 + u64::from(i % 2),
+            &stranger,
+            &k3,
+        )));
+        history.push(Broadcast::Commit(TrustCommit::new(&u2, &stranger, NOW)));
+        history.push(Broadcast::Abort(TrustAbort::new(&pending, &stranger, NOW)));
+        if i == 50 {
+            history.push(Broadcast::Update(u2.clone()));
+        }
+        if i == 100 {
+            history.push(Broadcast::Commit(TrustCommit::new(&u2, &k2, NOW)));
+        }
+        if i == 150 {
+            history.push(Broadcast::Update(pending.clone()));
+        }
+    }
+    let mut agent = AgentTrust::new(1, public(&k1));
+    let caught = agent.catch_up(&history, NOW + 1);
+    assert_eq!(caught.applied, 1);
+    assert_eq!((agent.version, agent.public_key), (2, public(&k2)));
+    assert_eq!(
+        caught.pending.as_ref(),
+        Some(&pending),
+        "forged aborts do not decide it"
+    );
+    // A real abort does.
+    history.push(Broadcast::Abort(TrustAbort::new(&pending, &k2, NOW)));
+    let mut agent = AgentTrust::new(1, public(&k1));
+    assert_eq!(agent.catch_up(&history, NOW + 1).pending, None);
 }
 
 #[test]

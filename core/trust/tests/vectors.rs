@@ -149,3 +149,100 @@ fn the_protocol_document_quotes_the_vectors() {
         );
     }
 }
+
+/// The catch-up scenarios of docs/TRUST_UPDATE.md ("Catch-up vectors"), over the file's
+/// messages: U (the update), C (its commit), A (its abort), X (U with one bit of `old_signature`
+/// flipped: a forgery); the agent trusts the old key at version 1 and acks what ends pending.
+#[test]
+fn catch_up_vectors() {
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(FILE).expect("read vectors")).expect("json");
+    let message = |k: &str| {
+        Broadcast::from_json(&serde_json::to_vec(&stored[k]["message"]).expect("json"))
+            .expect("message")
+    };
+    let key = |k: &str| {
+        let mut pk = [0u8; 32];
+        hex::decode_to_slice(stored[k]["public_key"].as_str().expect("hex"), &mut pk).expect("hex");
+        pk
+    };
+    let (u, c, a) = (message("update"), message("commit"), message("abort"));
+    let Broadcast::Update(update) = u.clone() else {
+        panic!("not an update")
+    };
+    let mut forged = update.clone();
+    forged.old_signature[0] ^= 1;
+    let x = Broadcast::Update(forged);
+    let junk = Broadcast::from_json(b"{\"type\":\"trust_update\"}");
+    assert!(junk.is_err(), "malformed messages never reach catch-up");
+    // (history, now, expected version, expected pending rotation)
+    let rotation = Some(update.rotation_id);
+    let cases = [
+        (
+            "U, before the deadline",
+            vec![u.clone()],
+            1_795_000_030,
+            1,
+            rotation,
+        ),
+        (
+            "U, at the deadline",
+            vec![u.clone()],
+            1_795_000_060,
+            1,
+            rotation,
+        ),
+        (
+            "U, after the deadline",
+            vec![u.clone()],
+            1_795_000_061,
+            1,
+            None,
+        ),
+        ("U A", vec![u.clone(), a.clone()], 1_795_000_030, 1, None),
+        ("U C", vec![u.clone(), c.clone()], 1_795_000_030, 2, None),
+        (
+            "U C, long after",
+            vec![u.clone(), c.clone()],
+            1_900_000_000,
+            2,
+            None,
+        ),
+        ("X", vec![x.clone()], 1_795_000_030, 1, None),
+        (
+            "X U",
+            vec![x.clone(), u.clone()],
+            1_795_000_030,
+            1,
+            rotation,
+        ),
+        (
+            "U X",
+            vec![u.clone(), x.clone()],
+            1_795_000_030,
+            1,
+            rotation,
+        ),
+        ("X C", vec![x, c.clone()], 1_795_000_030, 1, None),
+        ("C U", vec![c, u], 1_795_000_030, 1, rotation),
+    ];
+    for (name, history, now, version, pending) in cases {
+        let mut agent = AgentTrust::new(1, key("old_key"));
+        let caught = agent.catch_up(&history, now);
+        assert_eq!(agent.version, version, "{name}");
+        assert_eq!(caught.pending.map(|p| p.rotation_id), pending, "{name}");
+        assert_eq!(
+            agent.pending.as_ref().map(|p| p.rotation_id),
+            pending,
+            "{name}"
+        );
+    }
+    // A running agent at version 1 that sees an update of version 3 has a gap: it catches up.
+    let newer = TrustUpdate {
+        version: 3,
+        ..update.clone()
+    };
+    let agent = AgentTrust::new(1, key("old_key"));
+    assert!(agent.is_gap(&newer));
+    assert!(!agent.is_gap(&update));
+}

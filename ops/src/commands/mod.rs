@@ -51,7 +51,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
         Command::Restore(args) => restore::run(&ctx, &args).map(|()| 0),
         Command::Drill(args) => drill::run(&ctx, &args).map(|()| 0),
         Command::Decrypt(args) => decrypt::run(&ctx, &args).map(|()| 0),
-        Command::RotateKeys(args) => rotate_keys::run(&ctx, &args).map(|()| 0),
+        Command::RotateKeys(args) => rotate_keys::run(&ctx, &args),
         Command::Health(args) => health::run(&ctx, &args),
         Command::Completions { .. } | Command::Man => Err(OpsError::new(
             Exit::Software,

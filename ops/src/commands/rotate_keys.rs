@@ -13,7 +13,9 @@
 //! configuration is the commit point. At every instant exactly one of `signing.key` and
 //! `signing.key.next` holds the key the configuration names (the *active key*), which is what
 //! every command signs with ([`crate::trust::signing_key`]); `--resume` finishes what the journal
-//! says was started.
+//! says was started, including a commit or abort the bus did not take (journaled, and shown by
+//! `status` with exit 75). A dry run changes nothing at all: it takes no lock file, cleans nothing
+//! and creates no stream, and lists what a real run would clean or finish instead.
 
 mod bus;
 pub(crate) mod journal;
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ransomeye_kernel::config::Config;
 use ransomeye_kernel::keys::{KeyDir, KeyError, SigningKey};
+use ransomeye_kernel::{FileAction, PathError};
 use ransomeye_trust::{
     AckCheck, AgentId, Broadcast, Quorum, RotationId, TrustAbort, TrustCommit, TrustUpdate,
 };
@@ -62,13 +65,14 @@ impl Kind {
     }
 }
 
-/// Runs `rotate-keys` or `rotate-keys status`.
-pub fn run(ctx: &Context, args: &RotateKeysArgs) -> Result<(), OpsError> {
+/// Runs `rotate-keys` or `rotate-keys status`; returns the exit code (`status` exits 75 while a
+/// rotation is unfinished, e.g. aborted with its TrustAbort not yet published).
+pub fn run(ctx: &Context, args: &RotateKeysArgs) -> Result<u8, OpsError> {
     match &args.command {
         Some(RotateKeysCommand::Status) => status(ctx),
-        None if args.resume => resume(ctx, args),
-        None if args.rollback => new_rotation(ctx, args, Kind::Rollback),
-        None => new_rotation(ctx, args, Kind::Rotation),
+        None if args.resume => resume(ctx, args).map(|()| 0),
+        None if args.rollback => new_rotation(ctx, args, Kind::Rollback).map(|()| 0),
+        None => new_rotation(ctx, args, Kind::Rotation).map(|()| 0),
     }
 }
 
@@ -87,6 +91,9 @@ struct Report {
     /// Sequence of the TrustUpdate in the JetStream stream, where offline agents find it.
     update_seq: Option<u64>,
     outcome_published: bool,
+    /// What a dry run found that a real run would finish or clean.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    would: Vec<String>,
     journal: PathBuf,
     duration_ms: f64,
 }
@@ -101,7 +108,12 @@ struct Session {
     timeout: Duration,
     json: bool,
     started: Instant,
-    _lock: RunLock,
+    /// `--dry-run`: check and report, change nothing (no lock file, no clean-up, no stream).
+    dry_run: bool,
+    /// What a dry run found that a real run would finish or clean, in order.
+    would: Vec<String>,
+    /// `None` in a dry run, which must not even create the lock file.
+    _lock: Option<RunLock>,
 }
 
 impl Session {
@@ -112,8 +124,24 @@ impl Session {
         let config = ctx.config()?;
         let keys = KeyDir::new(&config.keys.dir);
         crate::dirs::check_writable(keys.path(), "[keys] dir")?;
-        let lock = RunLock::acquire(keys.path(), "rotate-keys", "key rotation")?;
-        remove_temp_files(keys.path(), &ctx.config_source.path)?;
+        let mut would = Vec::new();
+        let lock = if args.dry_run {
+            refuse_if_running(keys.path())?;
+            for file in temp_files(keys.path(), &ctx.config_source.path)? {
+                would.push(format!(
+                    "remove {} (a temporary file an interrupted run left)",
+                    file.display()
+                ));
+            }
+            None
+        } else {
+            let lock = RunLock::acquire(keys.path(), "rotate-keys", "key rotation")?;
+            for file in temp_files(keys.path(), &ctx.config_source.path)? {
+                tracing::info!(file = %file.display(), "removing a temporary file left by an interrupted run");
+                std::fs::remove_file(&file).map_err(PathError::at(FileAction::Remove, &file))?;
+            }
+            Some(lock)
+        };
         let journal = Journal::load(keys.path())?;
         Ok(Session {
             config,
@@ -124,17 +152,25 @@ impl Session {
             timeout: Duration::from_secs(args.timeout),
             json: ctx.json,
             started,
+            dry_run: args.dry_run,
+            would,
             _lock: lock,
         })
     }
 
     /// Connects to the database (taking the rotation's advisory lock there too, for a second
     /// host sharing the database) and to the bus, and makes sure the trust stream exists.
-    async fn connect(&self) -> Result<(PgConnection, TrustBus), OpsError> {
+    async fn connect(&mut self) -> Result<(PgConnection, TrustBus), OpsError> {
         let mut conn = db::connect(&self.config.database.url, "rotate-keys").await?;
         run_lock::advisory_lock(&mut conn, "ransomeye-ops rotate-keys", "key rotation").await?;
         let bus = TrustBus::connect(&self.config.bus.url).await?;
-        bus.ensure_stream().await?;
+        if self.dry_run {
+            if let Some(change) = bus.check_stream().await? {
+                self.would.push(change);
+            }
+        } else {
+            bus.ensure_stream().await?;
+        }
         Ok((conn, bus))
     }
 
@@ -150,6 +186,7 @@ impl Session {
             publish_to_commit_ms: None,
             update_seq: None,
             outcome_published: rotation.is_some_and(|r| r.outcome_published),
+            would: self.would.clone(),
             journal: self.journal.path().to_path_buf(),
             duration_ms: elapsed_ms(self.started),
         }
@@ -190,9 +227,13 @@ fn new_rotation(ctx: &Context, args: &RotateKeysArgs, kind: Kind) -> Result<(), 
     }
     let mut s = Session::open(ctx, args)?;
     refuse_unfinished(&s.journal)?;
-    clear_abandoned_next_key(&s.keys, &s.journal)?;
+    clear_abandoned_next_key(&mut s)?;
     let old = crate::trust::signing_key(&s.config)?;
-    check_config_writable(&s.config_path)?;
+    if s.dry_run {
+        check_config_dir_access(&s.config_path)?;
+    } else {
+        check_config_writable(&s.config_path)?;
+    }
     let next = match kind {
         Kind::Rotation => None,
         Kind::Rollback => Some(rollback_target(&s.keys, &s.journal, &old)?),
@@ -237,10 +278,17 @@ fn new_rotation(ctx: &Context, args: &RotateKeysArgs, kind: Kind) -> Result<(), 
 fn resume(ctx: &Context, args: &RotateKeysArgs) -> Result<(), OpsError> {
     let mut s = Session::open(ctx, args)?;
     let Some(rotation) = s.journal.unfinished().cloned() else {
-        clear_abandoned_next_key(&s.keys, &s.journal)?;
+        clear_abandoned_next_key(&mut s)?;
         let report = s.report("nothing_to_resume", None);
-        return print_report(&s, &report, "no unfinished rotation: nothing to resume");
+        return print_report(
+            &s,
+            &report,
+            &dry_run_text(&s, "no unfinished rotation: nothing to resume"),
+        );
     };
+    if s.dry_run {
+        return report_resume_dry_run(&mut s, &rotation);
+    }
     eprintln!(
         "resuming {} {} (state {}, version {} → {})",
         rotation.kind,
@@ -305,7 +353,16 @@ async fn decide(
     failpoint::hit("rotate-after-publish");
     let deadline = Instant::now() + collect_for;
     let progress = progress_bar(s.json, check.active(), needed);
-    let tally = bus::collect(sub, Arc::clone(&check), needed, deadline, &progress).await;
+    let tally = bus::collect(
+        bus,
+        &update,
+        sub,
+        Arc::clone(&check),
+        needed,
+        deadline,
+        &progress,
+    )
+    .await;
     progress.finish_and_clear();
     let counts = counts(check.active(), needed, &tally);
     let no_quorum =
@@ -444,12 +501,24 @@ async fn commit(s: &mut Session, bus: &TrustBus) -> Result<(), OpsError> {
             ),
         )
     })?;
-    bus.publish(&Broadcast::Commit(TrustCommit::new(&rotation.update, &new, now_unix())))
-        .await
-        .map_err(|e| e.hint("the new key is active locally but agents were not told; run `rotate-keys --resume` when the bus is back"))?;
+    let published = bus
+        .publish_outcome(&Broadcast::Commit(TrustCommit::new(
+            &rotation.update,
+            &new,
+            now_unix(),
+        )))
+        .await;
+    if let Err(e) = published {
+        // Stays `committing`: `status` shows it, `--resume` publishes the commit.
+        s.journal.update(|r| {
+            r.outcome_error = Some(format!("TrustCommit not published: {}", e.what));
+        })?;
+        return Err(e.hint("the new key is active locally but agents were not told; run `rotate-keys --resume` when the bus is back"));
+    }
     s.journal.update(|r| {
         r.state = State::Committed;
         r.outcome_published = true;
+        r.outcome_error = None;
     })
 }
 
@@ -492,37 +561,52 @@ async fn abort(
         .hint("`rotate-keys status` shows the keys; restore the keys directory from backup")
     })?;
     let published = bus
-        .publish(&Broadcast::Abort(TrustAbort::new(
+        .publish_outcome(&Broadcast::Abort(TrustAbort::new(
             &rotation.update,
             &old,
             now_unix(),
         )))
         .await;
-    if let Err(e) = &published {
-        // Agents drop a pending key at its deadline anyway; the abort only makes it sooner.
-        tracing::warn!(
-            "TrustAbort not published ({}); agents drop the pending key at its deadline",
-            e.what
-        );
-    }
     failpoint::hit("rotate-after-abort-publish");
     s.keys.remove(NEXT_KEY)?;
+    if let Err(e) = published {
+        // Agents would keep the pending update until its deadline: the rotation stays
+        // `aborting` (so `status` shows it and `--resume` publishes the abort), with the key
+        // already gone. Not only a log line.
+        s.journal.update(|r| {
+            r.outcome_published = false;
+            r.outcome_error = Some(format!("TrustAbort not published: {}", e.what));
+        })?;
+        return Err(OpsError::new(
+            exit,
+            format!(
+                "rotation {} aborted ({reason}), but its TrustAbort was not published: {}",
+                rotation.rotation_id, e.what
+            ),
+        )
+        .hint(format!(
+            "the old key is still the trust root and the staged key is removed; run `ransomeye-ops rotate-keys --resume` when the bus is back, so agents drop the pending update before its deadline ({})",
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(rotation.update.deadline))
+        )));
+    }
     s.journal.update(|r| {
         r.state = State::Aborted;
-        r.outcome_published = published.is_ok();
+        r.outcome_published = true;
+        r.outcome_error = None;
     })?;
     Err(OpsError::new(exit, format!("rotation {} aborted: {reason}", rotation.rotation_id))
         .hint("the old key is still the trust root and nothing else changed; check agents with `ransomeye-ops health`, then rotate again"))
 }
 
-/// Removes the atomic writer's temp files a killed rotation left: of the staged key, the journal,
-/// a retired key and the configuration. Called with the rotation lock held.
-fn remove_temp_files(keys: &Path, config: &Path) -> Result<(), OpsError> {
-    crate::dirs::remove_temp_files(keys, ".signing.key")?;
-    crate::dirs::remove_temp_files(keys, &format!(".{}", journal::FILE_NAME))?;
+/// The atomic writer's temp files a killed rotation left: of the staged key, the journal, a
+/// retired key and the configuration. A real run removes them with the rotation lock held (so
+/// none is still being written); a dry run lists them.
+fn temp_files(keys: &Path, config: &Path) -> Result<Vec<PathBuf>, OpsError> {
+    let mut found = temp_files_in(keys, ".signing.key")?;
+    found.extend(temp_files_in(keys, &format!(".{}", journal::FILE_NAME))?);
     let retired = keys.join(RETIRED_DIR);
     if retired.is_dir() {
-        crate::dirs::remove_temp_files(&retired, ".")?;
+        found.extend(temp_files_in(&retired, ".")?);
     }
     if let (Some(dir), Some(name)) = (config.parent(), config.file_name()) {
         let dir = if dir.as_os_str().is_empty() {
@@ -530,9 +614,49 @@ fn remove_temp_files(keys: &Path, config: &Path) -> Result<(), OpsError> {
         } else {
             dir
         };
-        crate::dirs::remove_temp_files(dir, &format!(".{}", name.to_string_lossy()))?;
+        found.extend(temp_files_in(dir, &format!(".{}", name.to_string_lossy()))?);
     }
-    Ok(())
+    Ok(found)
+}
+
+/// The atomic writer's temp files in `dir` whose names start with `prefix`, sorted.
+fn temp_files_in(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, OpsError> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(PathError::at(FileAction::Read, dir))? {
+        let entry = entry.map_err(PathError::at(FileAction::Read, dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if ransomeye_kernel::atomic_file::is_temp_name(&name) && name.starts_with(prefix) {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A dry run takes no lock (that would create the lock file) but still says when a rotation is
+/// running: it tries the existing lock file without creating or writing it.
+fn refuse_if_running(keys: &Path) -> Result<(), OpsError> {
+    let path = keys.join(".rotate-keys.lock");
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(PathError::new(FileAction::Open, &path, e).into()),
+    };
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
+        Ok(_released_on_drop) => Ok(()),
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut holder = String::new();
+            let _ = std::io::Read::read_to_string(&mut file, &mut holder);
+            Err(OpsError::new(
+                Exit::TempFail,
+                format!("another key rotation is running ({})", holder.trim()),
+            )
+            .hint("wait for it to finish; a dry run now would describe a state about to change"))
+        }
+        Err((_, errno)) => {
+            Err(PathError::new(FileAction::Open, &path, std::io::Error::from(errno)).into())
+        }
+    }
 }
 
 /// Refuses to start while the journal's latest rotation is unfinished.
@@ -551,11 +675,19 @@ fn refuse_unfinished(journal: &Journal) -> Result<(), OpsError> {
 }
 
 /// A `signing.key.next` with no unfinished rotation in the journal was staged by a run that died
-/// before journaling it, so it was never published: remove it.
-fn clear_abandoned_next_key(keys: &KeyDir, journal: &Journal) -> Result<(), OpsError> {
-    if journal.unfinished().is_none() && keys.path().join(NEXT_KEY).exists() {
-        tracing::warn!("removing {NEXT_KEY} left by an interrupted run (it was never published)");
-        keys.remove(NEXT_KEY)?;
+/// before journaling it, so it was never published: remove it (a dry run only says so).
+fn clear_abandoned_next_key(s: &mut Session) -> Result<(), OpsError> {
+    if s.journal.unfinished().is_none() && s.keys.path().join(NEXT_KEY).exists() {
+        if s.dry_run {
+            s.would.push(format!(
+                "remove {NEXT_KEY}, left by an interrupted run before it journaled a rotation (it was never published)"
+            ));
+        } else {
+            tracing::warn!(
+                "removing {NEXT_KEY} left by an interrupted run (it was never published)"
+            );
+            s.keys.remove(NEXT_KEY)?;
+        }
     }
     Ok(())
 }
@@ -615,6 +747,28 @@ fn rollback_target(
     Ok(key)
 }
 
+/// The dry run's check of the configuration's directory: `access(2)` (which also sees a
+/// read-only mount) instead of the real run's probe file, which would change the directory.
+fn check_config_dir_access(path: &Path) -> Result<(), OpsError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).map_err(|errno| {
+        let mut err = OpsError::io(
+            format_args!(
+                "the configuration's directory {} is not writable",
+                dir.display()
+            ),
+            &std::io::Error::from(errno),
+        );
+        if errno == nix::errno::Errno::EACCES {
+            err.exit = Exit::NoPerm;
+        }
+        err.hint("a commit rewrites the configuration atomically in its directory")
+    })
+}
+
 /// Fails with 74 (or 77) now, before anything is generated or published, when the
 /// configuration's directory cannot take the atomic rewrite the commit needs.
 fn check_config_writable(path: &Path) -> Result<(), OpsError> {
@@ -651,9 +805,10 @@ fn load_config(path: &Path) -> Result<Config, ransomeye_kernel::config::ConfigEr
     })
 }
 
-/// Rewrites `[trust]` in the configuration file (atomic, keeps mode and owner).
+/// Rewrites the three `[trust]` values in the configuration file (atomic, keeps mode and owner,
+/// and every other byte of the operator's file: comments, order, layout).
 fn write_trust_config(path: &Path, to: &Side) -> Result<(), OpsError> {
-    let mut config = load_config(path)?;
+    let config = load_config(path)?;
     if config.trust.key_id == to.key_id && config.trust.version == to.version {
         return Ok(());
     }
@@ -663,10 +818,20 @@ fn write_trust_config(path: &Path, to: &Side) -> Result<(), OpsError> {
             &std::io::Error::from_raw_os_error(30),
         ));
     }
-    config.trust.version = to.version;
-    config.trust.key_id = to.key_id.clone();
-    config.trust.public_key = to.public_key.clone();
-    config.save(path)?;
+    let version = i64::try_from(to.version).map_err(|_| {
+        OpsError::new(
+            Exit::Data,
+            format!("trust version {} does not fit in TOML", to.version),
+        )
+    })?;
+    ransomeye_kernel::config::set_values(
+        path,
+        &[
+            ("trust", "version", version.into()),
+            ("trust", "key_id", to.key_id.as_str().into()),
+            ("trust", "public_key", to.public_key.as_str().into()),
+        ],
+    )?;
     Ok(())
 }
 
@@ -714,14 +879,106 @@ fn report_dry_run(
     print_report(
         s,
         &report,
-        &format!(
-            "dry run: a {} from trust version {} (key {}) would need {needed} of {active} active agents to ack within {} s; keys, configuration, bus and database checked, nothing changed",
-            kind.name(),
-            s.config.trust.version,
-            old.id(),
-            s.timeout.as_secs()
+        &dry_run_text(
+            s,
+            &format!(
+                "dry run: a {} from trust version {} (key {}) would need {needed} of {active} active agents to ack within {} s; keys, configuration, bus and database checked, nothing changed",
+                kind.name(),
+                s.config.trust.version,
+                old.id(),
+                s.timeout.as_secs()
+            ),
         ),
     )
+}
+
+/// `headline`, then in a dry run one line per thing a real run would finish or clean.
+fn dry_run_text(s: &Session, headline: &str) -> String {
+    let mut text = headline.to_string();
+    for step in &s.would {
+        text.push_str("\n  would ");
+        text.push_str(step);
+    }
+    text
+}
+
+/// `--resume --dry-run`: what a resume would do with the unfinished rotation, read from the
+/// journal and the keys directory, after checking the database and the bus. Changes nothing.
+fn report_resume_dry_run(s: &mut Session, rotation: &Rotation) -> Result<(), OpsError> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (mut conn, _bus) = s.connect().await?;
+        let active = active_agents(&mut conn).await?.len();
+        let old = key_named(&s.keys, &rotation.from, &["signing.key"]);
+        let staged = key_named(&s.keys, &rotation.to, &[NEXT_KEY]);
+        let abort_steps = |s: &mut Session, why: &str| {
+            s.would.push(format!("abort it: {why}"));
+            s.would.push(format!(
+                "publish the TrustAbort (signed by the old key {})",
+                rotation.from.key_id
+            ));
+            s.would.push(format!("remove {NEXT_KEY} and journal the rotation aborted"));
+        };
+        match rotation.state {
+            State::Pending => {
+                let left = collection_left(&rotation.update);
+                if old.is_none() || staged.is_none() {
+                    abort_steps(s, "the staged key or the old key is missing");
+                } else if left.is_zero() {
+                    abort_steps(s, "its time to collect acks has passed");
+                } else {
+                    let needed = Quorum::new(rotation.quorum)
+                        .map(|q| q.needed(active))
+                        .unwrap_or(active);
+                    s.would.push(format!(
+                        "re-publish the same TrustUpdate and collect acks for {} s more: {needed} of {active} active agents needed (quorum {})",
+                        left.as_secs(),
+                        rotation.quorum
+                    ));
+                    s.would.push("then commit, or abort without a quorum".into());
+                }
+            }
+            State::Committing => {
+                let on_disk = load_config(&s.config_path).ok();
+                if on_disk.map_or(true, |c| c.trust.key_id != rotation.to.key_id) {
+                    s.would.push(format!(
+                        "write [trust] version {} key {} into the configuration (the commit point)",
+                        rotation.to.version, rotation.to.key_id
+                    ));
+                }
+                let retired = format!("{RETIRED_DIR}/{}", rotation.from.key_id);
+                if key_named(&s.keys, &rotation.from, &[&retired]).is_none() {
+                    s.would.push(format!("copy the old key to {retired}"));
+                }
+                if key_named(&s.keys, &rotation.to, &["signing.key"]).is_none() {
+                    s.would.push(format!("rename {NEXT_KEY} over signing.key"));
+                }
+                s.would
+                    .push("publish the TrustCommit and journal the rotation committed".into());
+            }
+            State::Aborting => {
+                let reason = rotation.reason.as_deref().unwrap_or("interrupted");
+                abort_steps(s, reason);
+            }
+            State::Committed | State::Aborted => {}
+        }
+        let report = s.report("dry_run", Some(rotation));
+        print_report(
+            s,
+            &report,
+            &dry_run_text(
+                s,
+                &format!(
+                    "dry run: {} {} is unfinished (state {}, version {} → {}); nothing changed",
+                    rotation.kind,
+                    rotation.rotation_id,
+                    rotation.state.name(),
+                    rotation.from.version,
+                    rotation.to.version
+                ),
+            ),
+        )
+    })
 }
 
 /// Reports the latest rotation as committed; `published` (milliseconds from publishing to the
@@ -784,8 +1041,10 @@ fn progress_bar(json: bool, active: usize, needed: usize) -> indicatif::Progress
     bar
 }
 
-/// `rotate-keys status`: the journal, the active key, the retired keys. Changes nothing.
-fn status(ctx: &Context) -> Result<(), OpsError> {
+/// `rotate-keys status`: the journal, the active key, the retired keys. Changes nothing. Exits
+/// 75 while the latest rotation is unfinished (running, interrupted, or its outcome not
+/// published), so monitoring sees it.
+fn status(ctx: &Context) -> Result<u8, OpsError> {
     let config = ctx.config()?;
     let keys = KeyDir::new(&config.keys.dir);
     let journal = Journal::load(keys.path())?;
@@ -804,8 +1063,13 @@ fn status(ctx: &Context) -> Result<(), OpsError> {
         .unwrap_or_default();
     retired.sort();
     let unfinished = journal.unfinished().map(|r| r.rotation_id.clone());
+    let code = if unfinished.is_some() {
+        Exit::TempFail.code()
+    } else {
+        0
+    };
     if ctx.json {
-        return print_json(&serde_json::json!({
+        print_json(&serde_json::json!({
             "trust_version": config.trust.version,
             "key_id": config.trust.key_id,
             "active_key_file": active.as_ref().ok().is_some(),
@@ -817,8 +1081,10 @@ fn status(ctx: &Context) -> Result<(), OpsError> {
                 "rotation_id": r.rotation_id, "kind": r.kind, "state": r.state,
                 "from": r.from, "to": r.to, "counts": r.counts,
                 "started_at": r.started_at, "updated_at": r.updated_at, "reason": r.reason,
+                "outcome_published": r.outcome_published, "outcome_error": r.outcome_error,
             })).collect::<Vec<_>>(),
-        }));
+        }))?;
+        return Ok(code);
     }
     println!(
         "trust version {}, key {}",
@@ -845,7 +1111,7 @@ fn status(ctx: &Context) -> Result<(), OpsError> {
             println!("rotations (newest last):");
             for r in &journal.rotations {
                 println!(
-                    "  {} {} {}: {}, started {}{}",
+                    "  {} {} {}: {}, started {}{}{}",
                     r.kind,
                     r.rotation_id,
                     r.state.name(),
@@ -854,13 +1120,27 @@ fn status(ctx: &Context) -> Result<(), OpsError> {
                     r.reason
                         .as_ref()
                         .map(|m| format!(" ({m})"))
+                        .unwrap_or_default(),
+                    r.outcome_error
+                        .as_ref()
+                        .map(|m| format!("; {m}"))
                         .unwrap_or_default()
                 );
             }
         }
     }
-    if let Some(id) = unfinished {
-        println!("rotation {id} is unfinished: run `ransomeye-ops rotate-keys --resume`");
+    if let Some(r) = journal.unfinished() {
+        let what = if r.outcome_error.is_some() {
+            "aborted, but its TrustAbort is not published yet"
+        } else {
+            "unfinished"
+        };
+        // Exit 75 below: said as an error, on stderr, like every other failure.
+        eprintln!(
+            "error: rotation {} is {what} (state {})\nhint: finish it with `ransomeye-ops rotate-keys --resume` (see what it would do with --dry-run)",
+            r.rotation_id,
+            r.state.name()
+        );
     }
-    Ok(())
+    Ok(code)
 }

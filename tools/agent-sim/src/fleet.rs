@@ -244,6 +244,19 @@ pub enum Event {
         /// Why the first refusing agent refused.
         reason: Option<String>,
     },
+    /// Caught up from the stream on connecting (`--catch-up`).
+    CatchUp {
+        /// Committed versions applied.
+        applied: u64,
+        /// The trust version after.
+        version: u64,
+        /// The undecided update now pending and acked, if any.
+        pending: Option<RotationId>,
+        /// Acks sent for it (honest and forged).
+        acks: usize,
+        /// Messages read from the stream (including ones that do not parse).
+        read: usize,
+    },
     /// Not a broadcast this protocol knows; ignored by every agent.
     Malformed {
         /// The parser's complaint.
@@ -293,6 +306,17 @@ impl fmt::Display for Event {
                 "abort rotation={rotation} version={version} dropped={dropped} \
                  rejected={rejected} reason={}",
                 one_line(reason.as_deref())
+            ),
+            Event::CatchUp {
+                applied,
+                version,
+                pending,
+                acks,
+                read,
+            } => write!(
+                f,
+                "catch-up applied={applied} version={version} pending={} acks={acks} read={read}",
+                pending.map_or_else(|| "-".to_string(), |r| r.to_string())
             ),
             Event::Malformed { reason } => {
                 write!(f, "malformed reason={}", one_line(Some(reason)))
@@ -361,6 +385,38 @@ impl Fleet {
     /// The trust state every agent is in.
     pub fn trust(&self) -> &AgentTrust {
         &self.trust
+    }
+
+    /// Catches up from `stream` (every message stored on the updates subject, oldest first, as
+    /// bytes) at `now`, as a returning agent does ([`AgentTrust::catch_up`]): unparsable
+    /// messages are skipped; the acks for the undecided update left pending are returned.
+    pub fn catch_up(&mut self, stream: &[Vec<u8>], now: u64) -> (Event, Vec<Vec<u8>>) {
+        let history: Vec<Broadcast> = stream
+            .iter()
+            .filter_map(|bytes| Broadcast::from_json(bytes).ok())
+            .collect();
+        let caught = self.trust.catch_up(&history, now);
+        let acks: Vec<Vec<u8>> = match &caught.pending {
+            Some(update) => parallel_map(&self.agents, || (), |(), agent| agent.ack(update))
+                .into_iter()
+                .flatten()
+                .collect(),
+            None => Vec::new(),
+        };
+        let event = Event::CatchUp {
+            applied: caught.applied,
+            version: self.trust.version,
+            pending: caught.pending.map(|u| u.rotation_id),
+            acks: acks.len(),
+            read: stream.len(),
+        };
+        (event, acks)
+    }
+
+    /// Whether `bytes` is an update beyond the fleet's next version: commits were missed, and
+    /// the fleet must catch up from the stream rather than judge it alone.
+    pub fn is_gap(&self, bytes: &[u8]) -> bool {
+        matches!(Broadcast::from_json(bytes), Ok(Broadcast::Update(u)) if self.trust.is_gap(&u))
     }
 
     /// Parses and applies one message received on the updates subject; returns what happened
@@ -849,6 +905,59 @@ mod tests {
             fleet.trust(),
             &AgentTrust::new(1, Signer::public_key(&root))
         );
+    }
+
+    #[test]
+    fn catching_up_applies_commits_skips_junk_and_acks_the_undecided_update() {
+        let (k1, k2, k3) = (key(), key(), key());
+        let mut fleet = fleet(4, 0.5, 0.25, &k1);
+        let first = update(2, &k1, &k2);
+        let second = update(3, &k2, &k3);
+        let stream = vec![
+            b"junk".to_vec(),
+            Broadcast::Update(first.clone()).to_json(),
+            Broadcast::Commit(TrustCommit::new(&first, &k2, NOW)).to_json(),
+            Broadcast::Update(update(3, &k3, &k1)).to_json(),
+            Broadcast::Update(second.clone()).to_json(),
+        ];
+        let (event, acks) = fleet.catch_up(&stream, NOW + 1);
+        assert_eq!(
+            event.to_string(),
+            format!(
+                "catch-up applied=1 version=2 pending={} acks=3 read=5",
+                second.rotation_id
+            )
+        );
+        let seen = outcomes(&fleet, &second, &acks);
+        assert_eq!(seen.get(&AckOutcome::Counted), Some(&2));
+        assert_eq!(fleet.trust().pending.as_ref(), Some(&second));
+    }
+
+    #[test]
+    fn an_update_beyond_the_next_version_is_a_gap_to_catch_up_from() {
+        let (k1, k2, k3) = (key(), key(), key());
+        let mut fleet = fleet(2, 1.0, 0.0, &k1);
+        let first = update(2, &k1, &k2);
+        let second = update(3, &k2, &k3);
+        let live = Broadcast::Update(second.clone()).to_json();
+        assert!(fleet.is_gap(&live));
+        assert!(!fleet.is_gap(&Broadcast::Update(first.clone()).to_json()));
+        assert!(!fleet.is_gap(b"junk"));
+        // The stream has the missed commit; the live update is appended by the caller.
+        let stream = vec![
+            Broadcast::Update(first.clone()).to_json(),
+            Broadcast::Commit(TrustCommit::new(&first, &k2, NOW)).to_json(),
+            live,
+        ];
+        let (event, acks) = fleet.catch_up(&stream, NOW + 1);
+        assert!(
+            event
+                .to_string()
+                .starts_with("catch-up applied=1 version=2 pending="),
+            "{event}"
+        );
+        assert_eq!(acks.len(), 2);
+        assert_eq!(fleet.trust().pending.as_ref(), Some(&second));
     }
 
     #[test]

@@ -3,8 +3,15 @@
 //!
 //! ```text
 //! ransomeye-agent-sim --database-url URL --nats-url URL --agents N --ack-fraction F
-//!                     [--forge-fraction G] [--config PATH]
+//!                     [--forge-fraction G] [--config PATH] [--hold] [--catch-up]
 //! ```
+//!
+//! `--hold` plays agents that were offline: it registers them, prints `registered`, and
+//! connects to the bus only once a line arrives on stdin. `--catch-up` makes them catch up from
+//! the JetStream stream on connecting, as a returning agent must (docs/TRUST_UPDATE.md): apply
+//! the committed chain, then take and ack the newest undecided update; one `catch-up` line. With
+//! it, an update that reveals a version gap (commits missed) also triggers a catch-up, printed as
+//! a `catch-up` line instead of an `update` line.
 //!
 //! It registers N agents with fresh Ed25519 keys in the `agents` table (status `active`, hostname
 //! `sim-<pid>-<index>`), gives each the trust root of the kernel configuration's `[trust]`
@@ -19,6 +26,8 @@
 //! Stdout carries only these lines, each flushed as soon as it is complete:
 //!
 //! ```text
+//! registered            (with --hold, before waiting for stdin)
+//! catch-up applied=<n> version=<v> pending=<id|-> acks=<n> read=<n>   (with --catch-up)
 //! ready
 //! update rotation=<id> version=<v> accepted=<n> acked=<n> forged=<n> rejected=<n> reason=<text|->
 //! commit rotation=<id> version=<v> switched=<n> rejected=<n> reason=<text|->
@@ -57,6 +66,8 @@ use crate::fleet::{Event, Fleet, Partition};
 /// The stdout protocol, shown by `--help`.
 const STDOUT_LINES: &str = "\
 Stdout lines (one per message received, after its acks are published and flushed):
+  registered            (with --hold, before waiting for a line on stdin)
+  catch-up applied=<n> version=<v> pending=<id|-> acks=<n> read=<n>   (with --catch-up)
   ready
   update rotation=<id> version=<v> accepted=<n> acked=<n> forged=<n> rejected=<n> reason=<text|->
   commit rotation=<id> version=<v> switched=<n> rejected=<n> reason=<text|->
@@ -93,6 +104,15 @@ struct Cli {
     /// [default: $RANSOMEYE_CONFIG, else /etc/ransomeye/kernel.toml].
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Agents that were offline: register, print `registered`, and connect to the bus only
+    /// after a line on stdin
+    #[arg(long)]
+    hold: bool,
+    /// On connecting, and on an update that reveals a version gap, catch up from the JetStream
+    /// stream RANSOMEYE_TRUST as a returning agent does (the committed chain, then the newest
+    /// undecided update, acked)
+    #[arg(long)]
+    catch_up: bool,
 }
 
 /// sysexits codes.
@@ -168,6 +188,7 @@ async fn run(cli: Cli) -> Result<(), SimError> {
         .map_err(|e| SimError::new(Exit::Usage, e))?;
     let trust = initial_trust(cli.config)?;
     let mut conn = connect_database(&cli.database_url).await?;
+    // Checked now, so that a wrong URL fails before anything is registered.
     let client = connect_bus(&cli.nats_url).await?;
 
     let started = Instant::now();
@@ -204,18 +225,41 @@ async fn run(cli: Cli) -> Result<(), SimError> {
             format!("the bus {} failed: {e}", redact_url(&cli.nats_url)),
         )
     };
+    let client = if cli.hold {
+        // Offline: no connection until told.
+        drop(client);
+        emit("registered")?;
+        wait_for_stdin_line().await?;
+        connect_bus(&cli.nats_url).await?
+    } else {
+        client
+    };
+    let mut fleet = fleet;
     let mut updates = client
         .subscribe(UPDATES_SUBJECT)
         .await
         .map_err(|e| bus_error(&e))?;
     client.flush().await.map_err(|e| bus_error(&e))?;
+    if cli.catch_up {
+        // Subscribed first, so nothing published meanwhile is missed (a message both read
+        // here and received live is handled twice, which the protocol allows).
+        catch_up(&mut fleet, &client, None, &bus_error).await?;
+    }
     // Before `ready`: a test may send SIGTERM as soon as it reads it.
     let signal_error =
         |e: std::io::Error| SimError::new(Exit::Software, format!("cannot handle signals: {e}"));
     let sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
     let sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
     emit("ready")?;
-    follow(fleet, &client, &mut updates, [sigterm, sigint], &bus_error).await
+    follow(
+        fleet,
+        &client,
+        &mut updates,
+        [sigterm, sigint],
+        cli.catch_up,
+        &bus_error,
+    )
+    .await
 }
 
 /// Handles broadcasts until SIGTERM or SIGINT.
@@ -224,6 +268,7 @@ async fn follow(
     client: &async_nats::Client,
     updates: &mut async_nats::Subscriber,
     [mut sigterm, mut sigint]: [Signal; 2],
+    catching_up: bool,
     bus_error: &dyn Fn(&dyn std::fmt::Display) -> SimError,
 ) -> Result<(), SimError> {
     loop {
@@ -235,6 +280,11 @@ async fn follow(
         let Some(message) = message else {
             return Err(bus_error(&"the subscription to broadcast.updates ended"));
         };
+        if catching_up && fleet.is_gap(&message.payload) {
+            // Commits were missed: catch up from the stream (this update included) instead.
+            catch_up(&mut fleet, client, Some(&message.payload), bus_error).await?;
+            continue;
+        }
         let started = Instant::now();
         // Signing thousands of acks is CPU work: let the runtime move other tasks away.
         let (event, acks) =
@@ -244,15 +294,10 @@ async fn follow(
         }
         if let (Event::Update { rotation, .. }, false) = (&event, acks.is_empty()) {
             let signed = started.elapsed();
-            let subject = async_nats::Subject::from(ack_subject(rotation));
             let count = acks.len();
-            for ack in acks {
-                client
-                    .publish(subject.clone(), ack.into())
-                    .await
-                    .map_err(|e| bus_error(&e))?;
-            }
-            client.flush().await.map_err(|e| bus_error(&e))?;
+            publish_acks(client, rotation, acks)
+                .await
+                .map_err(|e| bus_error(&e))?;
             eprintln!(
                 "rotation {rotation}: {count} acks signed in {} ms, published in {} ms",
                 signed.as_millis(),
@@ -261,6 +306,96 @@ async fn follow(
         }
         emit(&event.to_string())?;
     }
+}
+
+/// Catches the fleet up from the stream (plus `live`, a message just received that the stream
+/// may not have returned yet), acks the undecided update it leaves pending, and prints the
+/// `catch-up` line.
+async fn catch_up(
+    fleet: &mut Fleet,
+    client: &async_nats::Client,
+    live: Option<&[u8]>,
+    bus_error: &dyn Fn(&dyn std::fmt::Display) -> SimError,
+) -> Result<(), SimError> {
+    let mut stream = read_stream(client).await.map_err(|e| bus_error(&e))?;
+    stream.extend(live.map(<[u8]>::to_vec));
+    let (event, acks) = tokio::task::block_in_place(|| fleet.catch_up(&stream, unix_now()));
+    if let Event::CatchUp {
+        pending: Some(rotation),
+        ..
+    } = &event
+    {
+        publish_acks(client, rotation, acks)
+            .await
+            .map_err(|e| bus_error(&e))?;
+    }
+    emit(&event.to_string())
+}
+
+/// Publishes `acks` on `rotation`'s ack subject and flushes them.
+async fn publish_acks(
+    client: &async_nats::Client,
+    rotation: &ransomeye_trust::RotationId,
+    acks: Vec<Vec<u8>>,
+) -> Result<(), String> {
+    let subject = async_nats::Subject::from(ack_subject(rotation));
+    for ack in acks {
+        client
+            .publish(subject.clone(), ack.into())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    client.flush().await.map_err(|e| e.to_string())
+}
+
+/// Blocks (off the runtime) until a line, or the end, of stdin.
+async fn wait_for_stdin_line() -> Result<(), SimError> {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(drop)
+    })
+    .await
+    .map_err(|e| SimError::new(Exit::Software, format!("waiting for stdin: {e}")))?
+    .map_err(|e| SimError::new(Exit::Io, format!("cannot read stdin: {e}")))
+}
+
+/// Every message of the stream `RANSOMEYE_TRUST`, oldest first, read one by one with
+/// `$JS.API.STREAM.MSG.GET` (plain API requests, as `ransomeye-ops` does). No stream yet: none.
+async fn read_stream(client: &async_nats::Client) -> Result<Vec<Vec<u8>>, String> {
+    use base64::Engine as _;
+    let request = |subject: String, body: serde_json::Value| async move {
+        let reply = client
+            .request(subject, body.to_string().into())
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice::<serde_json::Value>(&reply.payload).map_err(|e| e.to_string())
+    };
+    let stream = ransomeye_trust::STREAM_NAME;
+    let info = request(
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        serde_json::Value::Null,
+    )
+    .await?;
+    if info.get("error").is_some() {
+        return Ok(Vec::new());
+    }
+    let seq = |k: &str| info["state"][k].as_u64().unwrap_or(0);
+    let (first, last) = (seq("first_seq"), seq("last_seq"));
+    let mut messages = Vec::new();
+    for n in first.max(1)..=last {
+        let reply = request(
+            format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            serde_json::json!({ "seq": n }),
+        )
+        .await?;
+        // A deleted sequence, or a message that is not base64: nothing an agent can use.
+        if let Some(data) = reply["message"]["data"].as_str() {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) {
+                messages.push(bytes);
+            }
+        }
+    }
+    Ok(messages)
 }
 
 /// The trust root every agent starts from: the configuration's `[trust]` section.

@@ -33,7 +33,8 @@ pub enum State {
     Committing,
     /// Done: the new key is active and TrustCommit was published.
     Committed,
-    /// No quorum (or the commit could not be written): the rotation rolls back.
+    /// No quorum (or the commit could not be written): the rotation rolls back. Also where it
+    /// stays, with the staged key removed, while its TrustAbort could not be published.
     Aborting,
     /// Done: the pending key is gone and the old key stays active.
     Aborted,
@@ -114,6 +115,11 @@ pub struct Rotation {
     /// Why it aborted, when it did.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Why the TrustCommit / TrustAbort could not be published, while it is not. A rotation
+    /// whose abort is unpublished stays `aborting` (agents would keep its update pending until
+    /// the deadline), so `status` shows it and `--resume` publishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_error: Option<String>,
 }
 
 /// The journal file's contents.
@@ -223,5 +229,6 @@ pub fn pending(kind: &str, from: Side, to: Side, update: TrustUpdate, quorum: f6
         time_to_quorum_ms: None,
         outcome_published: false,
         reason: None,
+        outcome_error: None,
     }
 }
