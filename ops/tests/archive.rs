@@ -558,3 +558,156 @@ fn an_archive_from_another_key_is_refused_with_77_by_verify_and_cat() {
     .expect_code(77)
     .stderr_has("archive key");
 }
+
+/// A configuration like `w`'s whose archive directory is `archive2`: another run on the same
+/// table (as from another host sharing the database).
+fn second_config(w: &World) -> std::path::PathBuf {
+    std::fs::create_dir(w.path("archive2")).expect("mkdir");
+    let config = w.path("etc/second.toml");
+    std::fs::copy(&w.config, &config).expect("copy");
+    let text = std::fs::read_to_string(&w.config).expect("read");
+    let (from, to) = (
+        format!("\"{}\"", w.path("archive").display()),
+        format!("\"{}\"", w.path("archive2").display()),
+    );
+    assert!(text.contains(&from), "{text}");
+    std::fs::write(&config, text.replace(&from, &to)).expect("write");
+    config
+}
+
+/// The binary with `config`.
+fn ops_with_config(config: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.arg("--config")
+        .arg(config)
+        .env_remove("RANSOMEYE_CONFIG")
+        .env_remove("RANSOMEYE_DATABASE_URL")
+        .env_remove("RANSOMEYE_NATS_URL");
+    cmd
+}
+
+/// Waits (bounded) until the run with process id `pid` shows in `pg_stat_activity` meeting `condition`.
+async fn until_backend(conn: &mut sqlx::PgConnection, pid: u32, condition: &str) {
+    let sql = format!(
+        "select count(*)::int8 from pg_stat_activity where application_name = 'ransomeye-ops archive pid {pid}' and {condition}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_one(&mut *conn)
+            .await
+            .expect("pg_stat_activity");
+        if n > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run {pid} never reached: {condition}"
+        );
+        // Polling the condition itself; the pause only spares the 2-core machine a busy loop.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_run_with_another_archive_dir_exits_75_at_once_naming_the_live_holder() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    let second = second_config(&w);
+    let url = w.db().url.clone();
+    common::block_on(async {
+        use sqlx::Connection;
+        // Hold the first run inside its export: it waits for the table, holding the run's lock.
+        let mut blocker = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql("begin; lock table audit_logs in access exclusive mode")
+            .execute(&mut blocker)
+            .await
+            .expect("lock table");
+        let mut first = w
+            .ops()
+            .args(["archive", "--days", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
+        until_backend(&mut watch, first.id(), "wait_event_type = 'Lock'").await;
+
+        let started = std::time::Instant::now();
+        let out = run(ops_with_config(&second).args(["archive", "--days", "30"]));
+        let took = started.elapsed();
+        out.expect_code(75)
+            .stderr_has("another archive run for table audit_logs is running")
+            .stderr_has(&format!("ransomeye-ops archive pid {}", first.id()));
+        assert!(!out.stderr.contains("slow statement"), "{}", out.stderr);
+        // At once: the live holder is not waited for (the old code waited 5 s for it).
+        assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+        assert!(
+            w.list("archive2").iter().all(|n| n.starts_with('.')),
+            "{:?}",
+            w.list("archive2")
+        );
+
+        sqlx::raw_sql("commit")
+            .execute(&mut blocker)
+            .await
+            .expect("commit");
+        let status = first.wait().expect("wait");
+        assert_eq!(status.code(), Some(0));
+    });
+    assert_eq!(old_count(&w), 0);
+    assert_eq!(all_ids(&w), original);
+}
+
+#[test]
+fn a_rerun_waits_briefly_for_a_killed_runs_lingering_session_then_completes() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    let url = w.db().url.clone();
+    common::block_on(async {
+        use sqlx::Connection;
+        // A run killed while its backend waits for the table: the backend, and the run's
+        // database lock, outlive the process until the table is free again.
+        let mut blocker = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql("begin; lock table audit_logs in access exclusive mode")
+            .execute(&mut blocker)
+            .await
+            .expect("lock table");
+        let mut killed = w
+            .ops()
+            .args(["archive", "--days", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
+        until_backend(&mut watch, killed.id(), "wait_event_type = 'Lock'").await;
+        killed.kill().expect("kill");
+        killed.wait().expect("wait");
+
+        let rerun = w
+            .ops()
+            .args(["archive", "--days", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The rerun is retrying the lock held by the dead run's session; free the table.
+        until_backend(&mut watch, rerun.id(), "query like '%advisory_lock(%'").await;
+        sqlx::raw_sql("commit")
+            .execute(&mut blocker)
+            .await
+            .expect("commit");
+        let out = rerun.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert_eq!(old_count(&w), 0);
+    assert_eq!(all_ids(&w), original);
+}
