@@ -209,7 +209,7 @@ fn a_run_on_another_host_holding_the_database_lock_exits_75() {
 }
 
 #[test]
-fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes() {
+fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes_it() {
     let w = World::initialised();
     seed(&w, 600);
     let before = table_digest(&w);
@@ -230,11 +230,20 @@ fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes()
         w.list("archive")
     );
 
+    // The rerun completes the interrupted archive (its file was complete at its temp name)
+    // instead of writing a second one.
     let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
     out.expect_code(0);
-    assert_eq!(out.json()["rows"], old);
+    assert_eq!(
+        out.json()["recovered"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        out.stdout
+    );
     assert_eq!(old_count(&w), 0);
-    assert_eq!(archives(&w).len(), 1);
+    let files = archives(&w);
+    assert_eq!(files.len(), 1);
+    assert_eq!(cat_rows(&w, &files[0]).len() as i64, old);
     let leftovers: Vec<String> = w
         .list("archive")
         .into_iter()
@@ -557,6 +566,205 @@ fn an_archive_from_another_key_is_refused_with_77_by_verify_and_cat() {
         .stdout(Stdio::null()))
     .expect_code(77)
     .stderr_has("archive key");
+}
+
+/// Every file under the archive directory with its bytes, to show that a run changed nothing.
+fn tree(w: &World) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(
+        dir: &std::path::Path,
+        base: &str,
+        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let name = format!("{base}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().expect("type").is_dir() {
+                walk(&entry.path(), &format!("{name}/"), out);
+            } else {
+                out.insert(name, std::fs::read(entry.path()).expect("read"));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(&w.path("archive"), "", &mut out);
+    out
+}
+
+/// A dry run (`--json archive --dry-run --days 30`) that must leave the table and the archive
+/// directory exactly as they were; returns its report.
+#[track_caller]
+fn dry_run_changing_nothing(w: &World) -> serde_json::Value {
+    let (rows, files) = (table_digest(w), tree(w));
+    let out = run(w
+        .ops()
+        .args(["--json", "archive", "--dry-run", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(out.json()["status"], "dry_run");
+    assert_eq!(table_digest(w), rows, "a dry run changed the table");
+    let after = tree(w);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        files.keys().collect::<Vec<_>>(),
+        "a dry run changed the archive directory's names"
+    );
+    assert!(after == files, "a dry run changed a file's contents");
+    out.json()
+}
+
+#[test]
+fn dry_run_changes_nothing_in_any_interrupted_state_and_reports_what_it_would_finish() {
+    // No lock file yet: the dry run must not create one.
+    let w = World::initialised();
+    seed(&w, 600);
+    assert!(w.list("archive").is_empty(), "{:?}", w.list("archive"));
+    dry_run_changing_nothing(&w);
+
+    for failpoint in [
+        "archive-before-commit", // manifest written, archive at its temp name
+        "archive-before-prune",  // archive in place and verified, no row deleted
+        "archive-mid-prune",     // some batches deleted
+    ] {
+        let w = World::initialised();
+        seed(&w, 600);
+        let original = all_ids(&w);
+        let out = run(w
+            .ops()
+            .args(["archive", "--days", "30", "--batch-size", "50"])
+            .env("RANSOMEYE_FAILPOINT", failpoint));
+        assert_ne!(out.code, 0, "{failpoint} must kill the run");
+        // What an export killed before its commit leaves, beside the interrupted run.
+        let stray = w.path("archive/.logs_2020-01-01.zst.enc.tmp-AbCdEf");
+        std::fs::write(&stray, b"half an archive").expect("write");
+
+        let report = dry_run_changing_nothing(&w);
+        let recovered = report["recovered"].as_array().expect("recovered");
+        assert_eq!(recovered.len(), 1, "{failpoint}: {report}");
+        let removed = report["removed_temp_files"].as_array().expect("temps");
+        assert_eq!(removed.len(), 1, "{failpoint}: {report}");
+        assert_eq!(removed[0].as_str(), stray.to_str(), "{failpoint}");
+        // A second dry run sees the same.
+        assert_eq!(
+            dry_run_changing_nothing(&w)["recovered"],
+            report["recovered"]
+        );
+
+        let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
+        out.expect_code(0);
+        assert_eq!(out.json()["recovered"], report["recovered"], "{failpoint}");
+        assert_eq!(old_count(&w), 0, "{failpoint}");
+        assert_eq!(
+            all_ids(&w),
+            original,
+            "{failpoint}: rows lost or duplicated"
+        );
+        assert!(
+            !stray.exists(),
+            "{failpoint}: the temp file was not removed"
+        );
+        run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
+    }
+}
+
+#[test]
+fn orphans_are_reported_by_list_and_verify_all_and_never_deleted_by_a_run() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    run(w.ops().args(["archive", "--days", "45"])).expect_code(0);
+    let first = archives(&w)[0].clone();
+    // A data file without its manifest (say, copied in by hand).
+    let lone_data = w.path("archive/logs_2020-01-01.zst.enc");
+    std::fs::copy(w.path("archive").join(&first), &lone_data).expect("copy");
+    // A manifest without its data file: a run killed before the rename whose temp archive was
+    // then lost (as after a power cut).
+    let out = run(w
+        .ops()
+        .args(["archive", "--days", "30"])
+        .env("RANSOMEYE_FAILPOINT", "archive-before-commit"));
+    assert_ne!(out.code, 0);
+    for name in w.list("archive") {
+        if name.contains(".zst.enc.tmp-") {
+            std::fs::remove_file(w.path("archive").join(name)).expect("rm");
+        }
+    }
+    let lone_manifest = w
+        .list("archive")
+        .into_iter()
+        .find(|n| {
+            n.ends_with(".manifest.json")
+                && !archives(&w).contains(&n.replace(".manifest.json", ".zst.enc"))
+        })
+        .map(|n| w.path("archive").join(n))
+        .expect("the killed run's manifest");
+    let kept = [
+        (lone_data.clone(), std::fs::read(&lone_data).expect("read")),
+        (
+            lone_manifest.clone(),
+            std::fs::read(&lone_manifest).expect("read"),
+        ),
+    ];
+    let name = |p: &std::path::Path| p.file_name().expect("name").to_string_lossy().into_owned();
+
+    let out = run(w.ops().args(["--json", "archive", "list"]));
+    out.expect_code(65)
+        .stderr_has(&name(&lone_data))
+        .stderr_has(&name(&lone_manifest))
+        .stderr_has("hint: an orphan is");
+    // With --json, the list comes first on stdout, then the error object.
+    let listed: serde_json::Value = serde_json::Deserializer::from_str(&out.stdout)
+        .into_iter()
+        .next()
+        .expect("a JSON list")
+        .expect("JSON");
+    let orphans: Vec<&serde_json::Value> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|e| !e["orphan"].is_null())
+        .collect();
+    assert_eq!(orphans.len(), 2, "{listed}");
+    run(w.ops().args(["archive", "list"]))
+        .expect_code(65)
+        .stderr_has("2 orphan files");
+
+    let out = run(w.ops().args(["archive", "verify", "--all"]));
+    out.expect_code(65);
+    assert!(
+        out.stdout.contains(&format!(
+            "ok      {}",
+            w.path("archive").join(&first).display()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.matches("FAILED").count(), 2, "{}", out.stdout);
+    assert_eq!(out.stdout.matches("orphan").count(), 2, "{}", out.stdout);
+
+    // A run archives what is old, reports the orphans, and leaves them exactly as they were.
+    let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["orphans"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        out.stdout
+    );
+    for (path, bytes) in &kept {
+        assert_eq!(
+            &std::fs::read(path).expect("orphan kept"),
+            bytes,
+            "{}",
+            path.display()
+        );
+    }
+    assert_eq!(old_count(&w), 0);
+    // Every row once, in the table or in a real archive (the copied file aside).
+    std::fs::remove_file(&lone_data).expect("rm");
+    assert_eq!(all_ids(&w), original);
+    // Once the operator has resolved them, nothing is reported.
+    std::fs::remove_file(&lone_manifest).expect("rm");
+    run(w.ops().args(["archive", "list"])).expect_code(0);
+    run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
 }
 
 /// A configuration like `w`'s whose archive directory is `archive2`: another run on the same
