@@ -767,6 +767,63 @@ fn orphans_are_reported_by_list_and_verify_all_and_never_deleted_by_a_run() {
     run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
 }
 
+#[test]
+fn a_row_updated_between_export_and_prune_stays_and_a_later_run_archives_its_new_version() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    // Killed with the archive written and verified, before the prune.
+    let out = run(w
+        .ops()
+        .args(["archive", "--days", "30"])
+        .env("RANSOMEYE_FAILPOINT", "archive-before-prune"));
+    assert_ne!(out.code, 0);
+    let first = archives(&w)[0].clone();
+    let archived = cat_rows(&w, &first);
+    let changed = archived[archived.len() / 2]["id"].as_i64().expect("id");
+    // A writer changes an archived row in that window.
+    w.db().execute(&format!(
+        "update audit_logs set actor = 'changed after the export' where id = {changed}"
+    ));
+
+    // The rerun completes the prune from the archive on disk: every row but the changed one.
+    let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["recovered"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        out.stdout
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            w.path("archive")
+                .join(first.replace(".zst.enc", ".manifest.json")),
+        )
+        .expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["body"]["rows_deleted"], archived.len() as i64 - 1);
+    // ... and its export archives the changed row's new version, alone.
+    let later: Vec<String> = archives(&w).into_iter().filter(|f| *f != first).collect();
+    assert_eq!(later.len(), 1, "{:?}", archives(&w));
+    let rows = cat_rows(&w, &later[0]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["id"], changed);
+    assert_eq!(rows[0]["actor"], "changed after the export");
+    assert_eq!(old_count(&w), 0);
+    // Nothing lost; the only id in two archives is the changed row, in two different versions.
+    let mut expected = original;
+    expected.push(changed);
+    expected.sort_unstable();
+    assert_eq!(all_ids(&w), expected);
+    let old_version = archived
+        .iter()
+        .find(|r| r["id"] == changed)
+        .expect("old version");
+    assert_ne!(old_version["actor"], "changed after the export");
+}
+
 /// A configuration like `w`'s whose archive directory is `archive2`: another run on the same
 /// table (as from another host sharing the database).
 fn second_config(w: &World) -> std::path::PathBuf {

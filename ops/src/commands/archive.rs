@@ -9,8 +9,12 @@
 //! and matched; the manifest becomes `pruned` after the delete. A run interrupted anywhere leaves
 //! either a temp file (removed by the next run), a `written` manifest whose archive is still at
 //! its temp name (the next run checks that file against the manifest and renames it into place;
-//! nothing was deleted), or a `written` archive whose prune the next run verifies and completes
-//! — deleting the same primary keys again is a no-op, so nothing is ever lost or archived twice.
+//! nothing was deleted), or a `written` archive whose prune the next run verifies and completes.
+//!
+//! The prune deletes a row only while it is still the version the archive holds: each delete
+//! compares the row, as JSON, with its archived line inside the delete's own transaction. A row
+//! updated after the export stays in the table (a later run archives its new version), and
+//! deleting a row that is already gone is a no-op, so nothing is ever lost or archived twice.
 //!
 //! Runs delete only their own temp files (`.logs_*.tmp-*`). A data file without its manifest,
 //! or a manifest without its data file, is an orphan: reported by the run, `archive list` and
@@ -243,6 +247,9 @@ struct TableShape {
     primary_key: String,
     /// Every column, quoted, primary key first (so each JSON line starts with it).
     select_list: String,
+    /// The same columns of the row aliased `t` (`t."id", t."created_at", …`): selected from a
+    /// row, they give its JSON exactly as the export wrote it.
+    row_list: String,
     time_column: String,
 }
 
@@ -327,6 +334,11 @@ impl TableShape {
         Ok(TableShape {
             quoted,
             select_list: ordered.join(", "),
+            row_list: ordered
+                .iter()
+                .map(|c| format!("t.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             primary_key,
             time_column: time_column.to_string(),
         })
@@ -821,8 +833,16 @@ fn compare(shown: &str, body: &Body, got: &Digests, rows: u64) -> Result<(), Ops
     }
 }
 
-/// Step 6: delete exactly the primary keys in the verified archive, in short transactions,
-/// then mark the manifest `pruned`. Returns the rows deleted.
+/// Step 6: delete exactly the rows the verified archive holds, in short transactions, then mark
+/// the manifest `pruned`. Returns the rows deleted.
+///
+/// A row is deleted only if it is still the archived version: the delete renders the row as
+/// the export did (`row_to_json` of the same columns in the same order, session in UTC) and
+/// compares the text with its archived line, byte for byte, in the delete's own statement, so
+/// even an UPDATE that commits while the delete waits for the row is seen (PostgreSQL re-checks
+/// the condition on the new version). A row changed since the export stays in the table for a
+/// later run. Everything the comparison needs is the archive itself, so a prune resumed by a
+/// later run after a crash works the same way.
 async fn prune(
     conn: &mut PgConnection,
     job: &Job,
@@ -830,7 +850,7 @@ async fn prune(
     path: &Path,
     mut manifest: Manifest,
 ) -> Result<u64, OpsError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<i64>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<i64>, Vec<String>)>(4);
     let (reader_path, key, pk, batch_size) = (
         path.to_path_buf(),
         job.archive_key.clone(),
@@ -838,45 +858,45 @@ async fn prune(
         job.batch_size,
     );
     let reader = tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(batch_size);
+        let new_batch = || {
+            (
+                Vec::with_capacity(batch_size),
+                Vec::with_capacity(batch_size),
+            )
+        };
+        let mut batch = new_batch();
         let shown = reader_path.display().to_string();
         let result = read_back(&reader_path, &key, |line| {
-            let id = line_id(line, &pk).ok_or_else(|| {
-                OpsError::new(
-                    Exit::Data,
-                    format!("{shown}: a row without a leading integer `{pk}`"),
-                )
-            })?;
-            batch.push(id);
-            if batch.len() >= batch_size {
-                tx.blocking_send(std::mem::replace(
-                    &mut batch,
-                    Vec::with_capacity(batch_size),
-                ))
-                .map_err(|_| OpsError::new(Exit::Software, "prune stopped"))?;
+            let bad = |what: &str| OpsError::new(Exit::Data, format!("{shown}: {what}"));
+            let id = line_id(line, &pk)
+                .ok_or_else(|| bad(&format!("a row without a leading integer `{pk}`")))?;
+            let doc = std::str::from_utf8(line).map_err(|_| bad("a row that is not UTF-8"))?;
+            batch.0.push(id);
+            batch.1.push(doc.to_string());
+            if batch.0.len() >= batch_size {
+                tx.blocking_send(std::mem::replace(&mut batch, new_batch()))
+                    .map_err(|_| OpsError::new(Exit::Software, "prune stopped"))?;
             }
             Ok(())
         });
-        if result.is_ok() && !batch.is_empty() {
+        if result.is_ok() && !batch.0.is_empty() {
             let _ = tx.blocking_send(batch);
         }
         result
     });
-    // Archived ids arrive in primary-key order, mostly consecutive: deleting runs of consecutive
-    // ids by range walks the index once per run instead of once per id, and still deletes
-    // exactly the archived keys (every id inside a run is in the archive).
-    let pk = quote_ident(&shape.primary_key);
     let delete = format!(
-        "delete from {t} using unnest($1::int8[], $2::int8[]) r(lo, hi) where {t}.{pk} between r.lo and r.hi",
-        t = shape.quoted
+        "delete from {t} as t using unnest($1::int8[], $2::text[]) a(id, doc) \
+         where t.{pk} = a.id and (select row_to_json(x)::text from (select {row}) x) = a.doc",
+        t = shape.quoted,
+        pk = quote_ident(&shape.primary_key),
+        row = shape.row_list
     );
     let progress = progress(job.json, "pruning", "rows deleted");
     let mut deleted = 0u64;
-    while let Some(ids) = rx.recv().await {
-        let (lows, highs) = consecutive_runs(&ids);
+    while let Some((ids, docs)) = rx.recv().await {
         let done = sqlx::query(AssertSqlSafe(delete.clone()))
-            .bind(&lows)
-            .bind(&highs)
+            .bind(&ids)
+            .bind(&docs)
             .execute(&mut *conn)
             .await
             .map_err(|e| db::error(e, "deleting archived rows"))?;
@@ -888,28 +908,18 @@ async fn prune(
     reader
         .await
         .map_err(|e| OpsError::new(Exit::Software, format!("prune reader failed: {e}")))??;
+    if deleted < manifest.body.rows {
+        tracing::warn!(
+            "{} of the {} archived rows were not deleted: changed since the export (they stay in the table; a later run archives them) or already gone",
+            manifest.body.rows - deleted,
+            manifest.body.rows
+        );
+    }
     manifest.body.state = State::Pruned;
     manifest.body.rows_deleted = Some(deleted);
     Manifest::sign(manifest.body, &job.signing_key)?
         .write(&manifest_path(path), Replace::Allowed)?;
     Ok(deleted)
-}
-
-/// Splits ids into runs of consecutive values: `[1,2,3,7,8,10]` → lows `[1,7,10]`, highs
-/// `[3,8,10]`. Any order works (an id out of order starts a new run); sorted input gives the
-/// fewest runs.
-fn consecutive_runs(ids: &[i64]) -> (Vec<i64>, Vec<i64>) {
-    let (mut lows, mut highs): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
-    for &id in ids {
-        match highs.last_mut() {
-            Some(high) if high.checked_add(1) == Some(id) => *high = id,
-            _ => {
-                lows.push(id);
-                highs.push(id);
-            }
-        }
-    }
-    (lows, highs)
 }
 
 /// Step 7: give the freed space back to the table's free-space map and refresh statistics.
@@ -1351,20 +1361,6 @@ mod tests {
         assert_eq!(line_id(br#"{"id":-7}"#, "id"), Some(-7));
         assert_eq!(line_id(br#"{"created_at":"x","id":1}"#, "id"), None);
         assert_eq!(line_id(br#"{"weird\"key":5,"a":1}"#, "weird\"key"), Some(5));
-    }
-
-    #[test]
-    fn ids_become_runs_of_consecutive_values() {
-        assert_eq!(
-            consecutive_runs(&[1, 2, 3, 7, 8, 10]),
-            (vec![1, 7, 10], vec![3, 8, 10])
-        );
-        assert_eq!(consecutive_runs(&[5, 4]), (vec![5, 4], vec![5, 4]));
-        assert_eq!(
-            consecutive_runs(&[i64::MAX, 1]),
-            (vec![i64::MAX, 1], vec![i64::MAX, 1])
-        );
-        assert_eq!(consecutive_runs(&[]), (vec![], vec![]));
     }
 
     #[test]
