@@ -14,6 +14,9 @@ pub async fn connect(url: &str, purpose: &str) -> Result<PgConnection, OpsError>
         )
     })?;
     let app = format!("ransomeye-ops {purpose} pid {}", std::process::id());
+    // sqlx logs every statement slower than 1 s as a warning with its SQL: noise on an
+    // operator's terminal (a vacuum or a prune batch may well take longer), never an error.
+    let options = sqlx::ConnectOptions::disable_statement_logging(options);
     PgConnection::connect_with(&options.application_name(&app))
         .await
         .map_err(|e| {
