@@ -617,7 +617,7 @@ fn dry_run_changes_nothing_in_any_interrupted_state_and_reports_what_it_would_fi
     let w = World::initialised();
     seed(&w, 600);
     assert!(w.list("archive").is_empty(), "{:?}", w.list("archive"));
-    dry_run_changing_nothing(&w);
+    assert_eq!(dry_run_changing_nothing(&w)["rows"], old_count(&w));
 
     for failpoint in [
         "archive-before-commit", // manifest written, archive at its temp name
@@ -642,6 +642,8 @@ fn dry_run_changes_nothing_in_any_interrupted_state_and_reports_what_it_would_fi
         let removed = report["removed_temp_files"].as_array().expect("temps");
         assert_eq!(removed.len(), 1, "{failpoint}: {report}");
         assert_eq!(removed[0].as_str(), stray.to_str(), "{failpoint}");
+        // The old rows are the interrupted archive's: the run would prune them, not archive them.
+        assert_eq!(report["rows"], 0, "{failpoint}: {report}");
         // A second dry run sees the same.
         assert_eq!(
             dry_run_changing_nothing(&w)["recovered"],

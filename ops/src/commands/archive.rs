@@ -132,10 +132,15 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         let shape = TableShape::load(&mut conn, &job.table, &job.time_column).await?;
 
         let phase = Instant::now();
-        let recovery = finish_interrupted(&mut conn, &job, &shape, opts.dry_run).await?;
-        report.recovered = recovery.completed;
-        report.removed_temp_files = recovery.temp_files;
-        report.orphans = recovery.orphans;
+        let Recovery {
+            completed,
+            pending_ids,
+            temp_files,
+            orphans,
+        } = finish_interrupted(&mut conn, &job, &shape, opts.dry_run).await?;
+        report.recovered = completed;
+        report.removed_temp_files = temp_files;
+        report.orphans = orphans;
         for orphan in &report.orphans {
             tracing::warn!(file = %orphan.file.display(), "orphan kept: {}; see `ransomeye-ops archive list`", orphan.reason);
         }
@@ -144,7 +149,7 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         let cutoff = cutoff(&mut conn, job.days).await?;
         report.cutoff = cutoff.clone();
         if opts.dry_run {
-            return estimate(&mut conn, &job, &shape, &cutoff, &mut report).await;
+            return estimate(&mut conn, &job, &shape, &cutoff, &pending_ids, &mut report).await;
         }
 
         let phase = Instant::now();
@@ -445,6 +450,8 @@ impl DirScan {
 /// What [`finish_interrupted`] did (or, in a dry run, would do).
 struct Recovery {
     completed: Vec<PathBuf>,
+    /// First and last ids of the completed archives.
+    pending_ids: Vec<(i64, i64)>,
     temp_files: Vec<PathBuf>,
     orphans: Vec<Orphan>,
 }
@@ -511,9 +518,14 @@ async fn finish_interrupted(
         .cloned()
         .collect();
     let completed: Vec<PathBuf> = pending.iter().map(|(a, _, _)| a.clone()).collect();
+    let pending_ids = pending
+        .iter()
+        .filter_map(|(_, _, m)| Some((m.body.first_id?, m.body.last_id?)))
+        .collect();
     if dry_run {
         return Ok(Recovery {
             completed,
+            pending_ids,
             temp_files,
             orphans,
         });
@@ -531,6 +543,7 @@ async fn finish_interrupted(
     }
     Ok(Recovery {
         completed,
+        pending_ids,
         temp_files,
         orphans,
     })
@@ -559,29 +572,39 @@ async fn cutoff(conn: &mut PgConnection, days: u32) -> Result<String, OpsError> 
         .map_err(|e| db::error(e, "computing the cutoff"))
 }
 
-/// `--dry-run`: rows and JSON size exactly, file size estimated by compressing a sample.
+/// `--dry-run`: rows and JSON size exactly, file size estimated by compressing a sample. Rows
+/// inside the id ranges of the interrupted archives the run would complete first (`pending`,
+/// first and last ids) are left out: that run prunes them instead of archiving them again.
 async fn estimate(
     conn: &mut PgConnection,
     job: &Job,
     shape: &TableShape,
     cutoff: &str,
+    pending: &[(i64, i64)],
     report: &mut RunReport,
 ) -> Result<(), OpsError> {
+    let (lows, highs): (Vec<i64>, Vec<i64>) = pending.iter().copied().unzip();
+    let not_pending = format!(
+        "not exists (select 1 from unnest($2::int8[], $3::int8[]) p(lo, hi) where {} between p.lo and p.hi)",
+        quote_ident(&shape.primary_key)
+    );
     let sql = format!(
         "select count(*)::int8, coalesce(sum(octet_length(row_to_json(x)::text) + 1), 0)::int8 \
-         from (select {} from {} where {} < $1::timestamptz) x",
+         from (select {} from {} where {} < $1::timestamptz and {not_pending}) x",
         shape.select_list,
         shape.quoted,
         quote_ident(&shape.time_column)
     );
     let (rows, bytes): (i64, i64) = sqlx::query_as(AssertSqlSafe(sql))
         .bind(cutoff)
+        .bind(&lows)
+        .bind(&highs)
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| db::error(e, "counting rows to archive"))?;
     let sample_sql = format!(
         "select coalesce(string_agg(row_to_json(x)::text, E'\\n'), '') from \
-         (select {} from {} where {} < $1::timestamptz order by {} limit 5000) x",
+         (select {} from {} where {} < $1::timestamptz and {not_pending} order by {} limit 5000) x",
         shape.select_list,
         shape.quoted,
         quote_ident(&shape.time_column),
@@ -589,6 +612,8 @@ async fn estimate(
     );
     let sample: String = sqlx::query_scalar(AssertSqlSafe(sample_sql))
         .bind(cutoff)
+        .bind(&lows)
+        .bind(&highs)
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| db::error(e, "sampling rows to archive"))?;
@@ -936,8 +961,21 @@ fn print_report(ctx: &Context, r: &RunReport) -> Result<(), OpsError> {
     if ctx.json {
         return print_json(r);
     }
+    let dry_run = r.status == "dry_run";
     for path in &r.recovered {
-        println!("completed the interrupted archive {}", path.display());
+        if dry_run {
+            println!("would complete the interrupted archive {}", path.display());
+        } else {
+            println!("completed the interrupted archive {}", path.display());
+        }
+    }
+    if dry_run {
+        for path in &r.removed_temp_files {
+            println!(
+                "would remove {}, a temp file of an interrupted run",
+                path.display()
+            );
+        }
     }
     match r.status {
         "nothing_to_archive" => println!("nothing to archive: no row of {} is older than {}", r.table, r.cutoff),
