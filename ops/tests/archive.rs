@@ -978,3 +978,80 @@ fn a_rerun_waits_briefly_for_a_killed_runs_lingering_session_then_completes() {
     assert_eq!(old_count(&w), 0);
     assert_eq!(all_ids(&w), original);
 }
+
+#[test]
+fn a_row_updated_while_the_prune_waits_is_kept_and_archived_by_the_next_run() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    let changed = w
+        .db()
+        .int("select id::int8 from audit_logs order by created_at limit 1");
+    let url = w.db().url.clone();
+    common::block_on(async {
+        use sqlx::Connection;
+        // SHARE lets the export read but stops the prune's first delete: the run waits with
+        // its archive written and verified, and the row is updated in that window.
+        let mut writer = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql("begin; lock table audit_logs in share mode")
+            .execute(&mut writer)
+            .await
+            .expect("lock table");
+        let run = w
+            .ops()
+            .args(["--json", "archive", "--days", "30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
+        until_backend(
+            &mut watch,
+            run.id(),
+            "wait_event_type = 'Lock' and query like '%delete from%'",
+        )
+        .await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "update audit_logs set actor = 'changed during the prune' where id = {changed}; commit"
+        )))
+        .execute(&mut writer)
+        .await
+        .expect("update");
+        let out = run.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(
+            report["rows_deleted"].as_i64(),
+            report["rows"].as_i64().map(|n| n - 1),
+            "{report}"
+        );
+    });
+    let first = archives(&w)[0].clone();
+    let old_version = cat_rows(&w, &first)
+        .into_iter()
+        .find(|r| r["id"] == changed)
+        .expect("archived");
+    assert_ne!(old_version["actor"], "changed during the prune");
+    assert_eq!(
+        w.db().text(&format!(
+            "select actor from audit_logs where id = {changed}"
+        )),
+        "changed during the prune"
+    );
+
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    let later: Vec<String> = archives(&w).into_iter().filter(|f| *f != first).collect();
+    assert_eq!(later.len(), 1, "{:?}", archives(&w));
+    let rows = cat_rows(&w, &later[0]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["actor"], "changed during the prune");
+    let mut expected = original;
+    expected.push(changed);
+    expected.sort_unstable();
+    assert_eq!(all_ids(&w), expected);
+}
