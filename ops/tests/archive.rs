@@ -1055,3 +1055,49 @@ fn a_row_updated_while_the_prune_waits_is_kept_and_archived_by_the_next_run() {
     expected.sort_unstable();
     assert_eq!(all_ids(&w), expected);
 }
+
+#[test]
+fn a_run_keeps_the_temp_archive_of_another_tables_interrupted_run_in_the_same_dir() {
+    let w = World::initialised();
+    seed(&w, 600);
+    w.db().execute(
+        "create table other_logs (like audit_logs including all); \
+         insert into other_logs select * from audit_logs",
+    );
+    let other = w.path("etc/other.toml");
+    std::fs::copy(&w.config, &other).expect("copy");
+    let text = std::fs::read_to_string(&w.config).expect("read");
+    assert!(text.contains("table = \"audit_logs\""), "{text}");
+    std::fs::write(
+        &other,
+        text.replace("table = \"audit_logs\"", "table = \"other_logs\""),
+    )
+    .expect("write");
+    let out = run(ops_with_config(&other)
+        .args(["archive", "--days", "30"])
+        .env("RANSOMEYE_FAILPOINT", "archive-before-commit"));
+    assert_ne!(out.code, 0);
+    let temps = |w: &World| -> Vec<String> {
+        w.list("archive")
+            .into_iter()
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    };
+    let left = temps(&w);
+    assert_eq!(left.len(), 1, "{:?}", w.list("archive"));
+
+    // audit_logs' run leaves other_logs' interrupted archive alone...
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    assert_eq!(temps(&w), left);
+    // ... and other_logs' next run completes it.
+    let out = run(ops_with_config(&other).args(["--json", "archive", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["recovered"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        out.stdout
+    );
+    assert!(temps(&w).is_empty(), "{:?}", w.list("archive"));
+    run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
+}

@@ -12,7 +12,8 @@
 //! nothing was deleted), or a `written` archive whose prune the next run verifies and completes.
 //!
 //! The prune deletes a row only while it is still the version the archive holds: each delete
-//! compares the row, as JSON, with its archived line inside the delete's own transaction. A row
+//! renders the row as the export did and compares it with its archived line, in the delete
+//! statement itself. A row
 //! updated after the export stays in the table (a later run archives its new version), and
 //! deleting a row that is already gone is a no-op, so nothing is ever lost or archived twice.
 //!
@@ -470,9 +471,15 @@ async fn finish_interrupted(
     let scan = DirScan::read(&job.dir)?;
     let mut orphans = scan.orphans();
     let mut pending: Vec<(PathBuf, Option<PathBuf>, &Manifest)> = Vec::new();
-    let mut adopted = HashSet::new();
+    // Temp files that stay: the ones to rename into place, and those of another table's
+    // interrupted run (that table's next run completes it).
+    let mut keep = HashSet::new();
     for (manifest_file, manifest) in &scan.manifests {
-        if manifest.body.table != job.table || manifest.body.state != State::Written {
+        if manifest.body.state != State::Written {
+            continue;
+        }
+        if manifest.body.table != job.table {
+            keep.extend(scan.temps_of(&manifest::archive_path(manifest_file, &manifest.body)));
             continue;
         }
         let archive = manifest::archive_path(manifest_file, &manifest.body);
@@ -500,7 +507,7 @@ async fn finish_interrupted(
         }
         match found {
             Some(temp) => {
-                adopted.insert(temp.clone());
+                keep.insert(temp.clone());
                 pending.push((archive, Some(temp), manifest));
             }
             None if scan.is_interrupted(manifest_file, manifest) => orphans.push(Orphan {
@@ -514,7 +521,7 @@ async fn finish_interrupted(
     let temp_files: Vec<PathBuf> = scan
         .temp_files
         .iter()
-        .filter(|t| !adopted.contains(*t))
+        .filter(|t| !keep.contains(*t))
         .cloned()
         .collect();
     let completed: Vec<PathBuf> = pending.iter().map(|(a, _, _)| a.clone()).collect();
