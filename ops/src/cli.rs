@@ -101,7 +101,7 @@ finishes the interrupted one. Nothing old enough: no file, exit 0.
 
 Touches: rows of [archive] table older than the cutoff (deleted after archiving), files in [archive] dir.
 Subcommands list, verify, cat and restore inspect or bring back archives.",
-        after_long_help = "Exit codes: 0 done (or nothing to archive), 65 an archive does not verify, 69 database unreachable,\n73 archive dir missing or not writable, 74 I/O error or disk full (nothing deleted), 75 another run holds\nthe lock, 77 permission or key problem, 78 table or column missing / config error.\n\nExamples:\n  ransomeye-ops archive --dry-run\n  ransomeye-ops archive --days 90\n  ransomeye-ops archive verify --all\n  ransomeye-ops archive cat /mnt/cold_storage/logs_2026-11-23.zst.enc | head"
+        after_long_help = "Exit codes: 0 done (or nothing to archive), 65 an archive does not verify (or list / verify --all found\nan orphan), 69 database unreachable, 73 archive dir missing or not writable, 74 I/O error or disk full\n(nothing deleted), 75 another run holds the lock, 77 permission or key problem, 78 table or column missing / config error.\n\nExamples:\n  ransomeye-ops archive --dry-run\n  ransomeye-ops archive --days 90\n  ransomeye-ops archive verify --all\n  ransomeye-ops archive cat /mnt/cold_storage/logs_2026-11-23.zst.enc | head"
     )]
     Archive(ArchiveArgs),
 
@@ -329,7 +329,7 @@ pub struct ArchiveRunArgs {
     /// Archive rows older than this many days [default: [archive] retention_days]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub days: Option<u32>,
-    /// Report how many rows would be archived and the estimated size; change nothing
+    /// Report what a run would complete, remove and archive (rows, estimated size); change nothing
     #[arg(long)]
     pub dry_run: bool,
     /// Rows deleted per transaction while pruning

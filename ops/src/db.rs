@@ -76,6 +76,9 @@ pub async fn connect(url: &str, purpose: &str) -> Result<PgConnection, OpsError>
         options = options.password(password);
     }
     let app = format!("ransomeye-ops {purpose} pid {}", std::process::id());
+    // sqlx logs every statement slower than 1 s as a warning with its SQL: noise on an
+    // operator's terminal (a vacuum or a prune batch may well take longer), never an error.
+    let options = sqlx::ConnectOptions::disable_statement_logging(options);
     let limit = timeouts().connect;
     let conn = match tokio::time::timeout(limit, PgConnection::connect_with(&options.application_name(&app))).await {
         Ok(Ok(conn)) => conn,

@@ -22,7 +22,7 @@ use nix::fcntl::{Flock, FlockArg};
 use ransomeye_kernel::access::{Ownership, ADMIN_GROUP};
 use ransomeye_kernel::atomic_file::AtomicFile;
 use ransomeye_kernel::{FileAction, PathError};
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::PgConnection;
 
 use crate::db::Answer;
 use crate::error::{Exit, OpsError};
@@ -137,45 +137,110 @@ fn open_error(path: &Path, e: std::io::Error) -> OpsError {
     ))
 }
 
-/// How long to wait for the database lock. A run killed a moment ago still holds it until its
-/// backend notices the closed connection, so a rerun right after a kill waits briefly instead
-/// of failing; a live run elsewhere still makes this one exit 75 after the wait.
-const ADVISORY_WAIT: &str = "5s";
+/// How long to wait for a database lock whose holder is gone: a run killed a moment ago keeps
+/// the lock until its backend notices the closed connection (at once when idle, after the
+/// statement when busy), so a rerun right after a kill waits this long at most instead of
+/// failing. A live holder is never waited for.
+const GONE_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often to retry the lock while a gone holder's backend ends. Each try is a quick
+/// statement, so nothing blocks inside PostgreSQL (and no driver "slow statement" warning).
+const GONE_HOLDER_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The session holding an advisory lock, as `pg_stat_activity` shows it.
+struct Holder {
+    backend_pid: i32,
+    application_name: Option<String>,
+    /// Connected from the same client address as this run (same host, as far as PostgreSQL
+    /// can tell).
+    same_client: bool,
+}
+
+impl Holder {
+    /// The process id of a ransomeye-ops holder (`… pid N`, set by [`crate::db::connect`]).
+    fn ops_pid(&self) -> Option<i32> {
+        let app = self.application_name.as_deref()?;
+        let rest = app.strip_prefix("ransomeye-ops ")?;
+        rest.rsplit_once(" pid ")?.1.parse().ok()
+    }
+
+    /// True when the holder is a ransomeye-ops run on this host whose process has exited: its
+    /// backend is only waiting to notice. Anything else (another host, another program, a
+    /// process that still exists) counts as live.
+    fn is_gone(&self) -> bool {
+        match self.ops_pid() {
+            // A zombie or a live process keeps its /proc entry: only an exited one is gone.
+            Some(pid) if self.same_client && pid > 0 => {
+                !Path::new(&format!("/proc/{pid}")).exists()
+            }
+            _ => false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.application_name {
+            Some(app) => format!("PostgreSQL backend pid {}, {app}", self.backend_pid),
+            None => format!("PostgreSQL backend pid {}", self.backend_pid),
+        }
+    }
+}
 
 /// Takes a session-level advisory lock named `name` on `conn` (held until the connection ends),
-/// waiting up to [`ADVISORY_WAIT`], or fails with exit 75 naming the backend that holds it.
+/// or fails with exit 75 naming the session that holds it. Never waits for a live holder; waits
+/// up to [`GONE_HOLDER_WAIT`] for one whose process has exited (see [`Holder::is_gone`]).
 pub async fn advisory_lock(
     conn: &mut PgConnection,
     name: &str,
     operation: &str,
 ) -> Result<(), OpsError> {
-    sqlx::query(AssertSqlSafe(format!(
-        "set lock_timeout = '{ADVISORY_WAIT}'"
-    )))
-    .execute(&mut *conn)
-    .answer("setting the lock timeout")
-    .await?;
-    let taken = crate::db::bounded(
-        sqlx::query("select pg_advisory_lock(hashtextextended($1, 0))")
-            .bind(name)
-            .execute(&mut *conn),
-        "taking the advisory lock",
-    )
-    .await?;
-    sqlx::query("set lock_timeout = 0")
-        .execute(&mut *conn)
-        .answer("resetting the lock timeout")
-        .await?;
-    match taken {
-        Ok(_) => return Ok(()),
-        // 55P03 lock_not_available: the wait timed out.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {}
-        Err(e) => return Err(crate::db::error(e, "taking the advisory lock")),
+    let deadline = std::time::Instant::now() + GONE_HOLDER_WAIT;
+    loop {
+        let taken: bool =
+            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .answer("taking the advisory lock")
+                .await?;
+        if taken {
+            return Ok(());
+        }
+        let holder = advisory_holder(conn, name).await;
+        let in_time = std::time::Instant::now() < deadline;
+        // No holder: it let go between the two statements; try again.
+        if in_time && holder.as_ref().map_or(true, Holder::is_gone) {
+            tokio::time::sleep(GONE_HOLDER_POLL).await;
+            continue;
+        }
+        let (who, hint) = match &holder {
+            Some(h) if h.is_gone() => (
+                format!("{}, whose process has exited but whose database session has not ended yet", h.describe()),
+                "the session ends when PostgreSQL notices; retry in a minute, or end it with pg_terminate_backend".to_string(),
+            ),
+            Some(h) => (
+                h.describe(),
+                "it may run on another host sharing this database; wait for it to finish and retry".to_string(),
+            ),
+            None => (
+                "holder unknown".to_string(),
+                "wait for it to finish and retry".to_string(),
+            ),
+        };
+        return Err(OpsError::new(
+            Exit::TempFail,
+            format!("another {operation} is running ({who})"),
+        )
+        .hint(hint));
     }
-    let holder: Option<(i32, Option<String>)> = sqlx::query_as(
-        "select a.pid, nullif(a.application_name, '') from pg_locks l \
+}
+
+/// The session holding the advisory lock `name` in this database (advisory locks are per
+/// database), if any and if it can be read.
+async fn advisory_holder(conn: &mut PgConnection, name: &str) -> Option<Holder> {
+    let row: Option<(i32, Option<String>, bool)> = sqlx::query_as(
+        "select a.pid, nullif(a.application_name, ''), \
+                a.client_addr is not distinct from inet_client_addr() from pg_locks l \
          join pg_stat_activity a on a.pid = l.pid \
          where l.locktype = 'advisory' and l.granted \
+           and l.database = (select oid from pg_database where datname = current_database()) \
            and ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0) limit 1",
     )
     .bind(name)
@@ -183,16 +248,11 @@ pub async fn advisory_lock(
     .answer("looking up the lock's holder")
     .await
     .unwrap_or(None);
-    let who = match holder {
-        Some((pid, Some(app))) => format!("PostgreSQL backend pid {pid}, {app}"),
-        Some((pid, None)) => format!("PostgreSQL backend pid {pid}"),
-        None => "holder unknown".into(),
-    };
-    Err(OpsError::new(
-        Exit::TempFail,
-        format!("another {operation} is running ({who})"),
-    )
-    .hint("it may run on another host sharing this database; wait for it to finish and retry"))
+    row.map(|(backend_pid, application_name, same_client)| Holder {
+        backend_pid,
+        application_name,
+        same_client,
+    })
 }
 
 #[cfg(test)]

@@ -209,7 +209,7 @@ fn a_run_on_another_host_holding_the_database_lock_exits_75() {
 }
 
 #[test]
-fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes() {
+fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes_it() {
     let w = World::initialised();
     seed(&w, 600);
     let before = table_digest(&w);
@@ -230,11 +230,20 @@ fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes()
         w.list("archive")
     );
 
+    // The rerun completes the interrupted archive (its file was complete at its temp name)
+    // instead of writing a second one.
     let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
     out.expect_code(0);
-    assert_eq!(out.json()["rows"], old);
+    assert_eq!(
+        out.json()["recovered"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        out.stdout
+    );
     assert_eq!(old_count(&w), 0);
-    assert_eq!(archives(&w).len(), 1);
+    let files = archives(&w);
+    assert_eq!(files.len(), 1);
+    assert_eq!(cat_rows(&w, &files[0]).len() as i64, old);
     let leftovers: Vec<String> = w
         .list("archive")
         .into_iter()
@@ -557,4 +566,538 @@ fn an_archive_from_another_key_is_refused_with_77_by_verify_and_cat() {
         .stdout(Stdio::null()))
     .expect_code(77)
     .stderr_has("archive key");
+}
+
+/// Every file under the archive directory with its bytes, to show that a run changed nothing.
+fn tree(w: &World) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(
+        dir: &std::path::Path,
+        base: &str,
+        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let name = format!("{base}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().expect("type").is_dir() {
+                walk(&entry.path(), &format!("{name}/"), out);
+            } else {
+                out.insert(name, std::fs::read(entry.path()).expect("read"));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(&w.path("archive"), "", &mut out);
+    out
+}
+
+/// A dry run (`--json archive --dry-run --days 30`) that must leave the table and the archive
+/// directory exactly as they were; returns its report.
+#[track_caller]
+fn dry_run_changing_nothing(w: &World) -> serde_json::Value {
+    let (rows, files) = (table_digest(w), tree(w));
+    let out = run(w
+        .ops()
+        .args(["--json", "archive", "--dry-run", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(out.json()["status"], "dry_run");
+    assert_eq!(table_digest(w), rows, "a dry run changed the table");
+    let after = tree(w);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        files.keys().collect::<Vec<_>>(),
+        "a dry run changed the archive directory's names"
+    );
+    assert!(after == files, "a dry run changed a file's contents");
+    out.json()
+}
+
+#[test]
+fn dry_run_changes_nothing_in_any_interrupted_state_and_reports_what_it_would_finish() {
+    // No lock file yet: the dry run must not create one.
+    let w = World::initialised();
+    seed(&w, 600);
+    assert!(w.list("archive").is_empty(), "{:?}", w.list("archive"));
+    assert_eq!(dry_run_changing_nothing(&w)["rows"], old_count(&w));
+
+    for failpoint in [
+        "archive-before-commit", // manifest written, archive at its temp name
+        "archive-before-prune",  // archive in place and verified, no row deleted
+        "archive-mid-prune",     // some batches deleted
+    ] {
+        let w = World::initialised();
+        seed(&w, 600);
+        let original = all_ids(&w);
+        let out = run(w
+            .ops()
+            .args(["archive", "--days", "30", "--batch-size", "50"])
+            .env("RANSOMEYE_FAILPOINT", failpoint));
+        assert_ne!(out.code, 0, "{failpoint} must kill the run");
+        // What an export killed before its commit leaves, beside the interrupted run.
+        let stray = w.path("archive/.logs_2020-01-01.zst.enc.tmp-AbCdEf");
+        std::fs::write(&stray, b"half an archive").expect("write");
+
+        let report = dry_run_changing_nothing(&w);
+        let recovered = report["recovered"].as_array().expect("recovered");
+        assert_eq!(recovered.len(), 1, "{failpoint}: {report}");
+        let removed = report["removed_temp_files"].as_array().expect("temps");
+        assert_eq!(removed.len(), 1, "{failpoint}: {report}");
+        assert_eq!(removed[0].as_str(), stray.to_str(), "{failpoint}");
+        // The old rows are the interrupted archive's: the run would prune them, not archive them.
+        assert_eq!(report["rows"], 0, "{failpoint}: {report}");
+        // A second dry run sees the same.
+        assert_eq!(
+            dry_run_changing_nothing(&w)["recovered"],
+            report["recovered"]
+        );
+
+        let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
+        out.expect_code(0);
+        assert_eq!(out.json()["recovered"], report["recovered"], "{failpoint}");
+        assert_eq!(old_count(&w), 0, "{failpoint}");
+        assert_eq!(
+            all_ids(&w),
+            original,
+            "{failpoint}: rows lost or duplicated"
+        );
+        assert!(
+            !stray.exists(),
+            "{failpoint}: the temp file was not removed"
+        );
+        run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
+    }
+}
+
+#[test]
+fn orphans_are_reported_by_list_and_verify_all_and_never_deleted_by_a_run() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    run(w.ops().args(["archive", "--days", "45"])).expect_code(0);
+    let first = archives(&w)[0].clone();
+    // A data file without its manifest (say, copied in by hand).
+    let lone_data = w.path("archive/logs_2020-01-01.zst.enc");
+    std::fs::copy(w.path("archive").join(&first), &lone_data).expect("copy");
+    // A manifest without its data file: a run killed before the rename whose temp archive was
+    // then lost (as after a power cut).
+    let out = run(w
+        .ops()
+        .args(["archive", "--days", "30"])
+        .env("RANSOMEYE_FAILPOINT", "archive-before-commit"));
+    assert_ne!(out.code, 0);
+    for name in w.list("archive") {
+        if name.contains(".zst.enc.tmp-") {
+            std::fs::remove_file(w.path("archive").join(name)).expect("rm");
+        }
+    }
+    let lone_manifest = w
+        .list("archive")
+        .into_iter()
+        .find(|n| {
+            n.ends_with(".manifest.json")
+                && !archives(&w).contains(&n.replace(".manifest.json", ".zst.enc"))
+        })
+        .map(|n| w.path("archive").join(n))
+        .expect("the killed run's manifest");
+    let kept = [
+        (lone_data.clone(), std::fs::read(&lone_data).expect("read")),
+        (
+            lone_manifest.clone(),
+            std::fs::read(&lone_manifest).expect("read"),
+        ),
+    ];
+    let name = |p: &std::path::Path| p.file_name().expect("name").to_string_lossy().into_owned();
+
+    let out = run(w.ops().args(["--json", "archive", "list"]));
+    out.expect_code(65)
+        .stderr_has(&name(&lone_data))
+        .stderr_has(&name(&lone_manifest))
+        .stderr_has("hint: an orphan is");
+    // With --json, the list comes first on stdout, then the error object.
+    let listed: serde_json::Value = serde_json::Deserializer::from_str(&out.stdout)
+        .into_iter()
+        .next()
+        .expect("a JSON list")
+        .expect("JSON");
+    let orphans: Vec<&serde_json::Value> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|e| !e["orphan"].is_null())
+        .collect();
+    assert_eq!(orphans.len(), 2, "{listed}");
+    run(w.ops().args(["archive", "list"]))
+        .expect_code(65)
+        .stderr_has("2 orphan files");
+
+    let out = run(w.ops().args(["archive", "verify", "--all"]));
+    out.expect_code(65);
+    assert!(
+        out.stdout.contains(&format!(
+            "ok      {}",
+            w.path("archive").join(&first).display()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.matches("FAILED").count(), 2, "{}", out.stdout);
+    assert_eq!(out.stdout.matches("orphan").count(), 2, "{}", out.stdout);
+
+    // A run archives what is old, reports the orphans, and leaves them exactly as they were.
+    let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["orphans"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        out.stdout
+    );
+    for (path, bytes) in &kept {
+        assert_eq!(
+            &std::fs::read(path).expect("orphan kept"),
+            bytes,
+            "{}",
+            path.display()
+        );
+    }
+    assert_eq!(old_count(&w), 0);
+    // Every row once, in the table or in a real archive (the copied file aside).
+    std::fs::remove_file(&lone_data).expect("rm");
+    assert_eq!(all_ids(&w), original);
+    // Once the operator has resolved them, nothing is reported.
+    std::fs::remove_file(&lone_manifest).expect("rm");
+    run(w.ops().args(["archive", "list"])).expect_code(0);
+    run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
+}
+
+#[test]
+fn a_row_updated_between_export_and_prune_stays_and_a_later_run_archives_its_new_version() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    // Killed with the archive written and verified, before the prune.
+    let out = run(w
+        .ops()
+        .args(["archive", "--days", "30"])
+        .env("RANSOMEYE_FAILPOINT", "archive-before-prune"));
+    assert_ne!(out.code, 0);
+    let first = archives(&w)[0].clone();
+    let archived = cat_rows(&w, &first);
+    let changed = archived[archived.len() / 2]["id"].as_i64().expect("id");
+    // A writer changes an archived row in that window.
+    w.db().execute(&format!(
+        "update audit_logs set actor = 'changed after the export' where id = {changed}"
+    ));
+
+    // The rerun completes the prune from the archive on disk: every row but the changed one.
+    let out = run(w.ops().args(["--json", "archive", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["recovered"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        out.stdout
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            w.path("archive")
+                .join(first.replace(".zst.enc", ".manifest.json")),
+        )
+        .expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["body"]["rows_deleted"], archived.len() as i64 - 1);
+    // ... and its export archives the changed row's new version, alone.
+    let later: Vec<String> = archives(&w).into_iter().filter(|f| *f != first).collect();
+    assert_eq!(later.len(), 1, "{:?}", archives(&w));
+    let rows = cat_rows(&w, &later[0]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["id"], changed);
+    assert_eq!(rows[0]["actor"], "changed after the export");
+    assert_eq!(old_count(&w), 0);
+    // Nothing lost; the only id in two archives is the changed row, in two different versions.
+    let mut expected = original;
+    expected.push(changed);
+    expected.sort_unstable();
+    assert_eq!(all_ids(&w), expected);
+    let old_version = archived
+        .iter()
+        .find(|r| r["id"] == changed)
+        .expect("old version");
+    assert_ne!(old_version["actor"], "changed after the export");
+}
+
+/// A configuration like `w`'s whose archive directory is `archive2`: another run on the same
+/// table (as from another host sharing the database).
+fn second_config(w: &World) -> std::path::PathBuf {
+    std::fs::create_dir(w.path("archive2")).expect("mkdir");
+    let config = w.path("etc/second.toml");
+    std::fs::copy(&w.config, &config).expect("copy");
+    let text = std::fs::read_to_string(&w.config).expect("read");
+    let (from, to) = (
+        format!("\"{}\"", w.path("archive").display()),
+        format!("\"{}\"", w.path("archive2").display()),
+    );
+    assert!(text.contains(&from), "{text}");
+    std::fs::write(&config, text.replace(&from, &to)).expect("write");
+    config
+}
+
+/// The binary with `config`.
+fn ops_with_config(config: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.arg("--config")
+        .arg(config)
+        .env_remove("RANSOMEYE_CONFIG")
+        .env_remove("RANSOMEYE_DATABASE_URL")
+        .env_remove("RANSOMEYE_NATS_URL");
+    cmd
+}
+
+/// Waits (bounded) until the run with process id `pid` shows in `pg_stat_activity` meeting `condition`.
+async fn until_backend(conn: &mut sqlx::PgConnection, pid: u32, condition: &str) {
+    let sql = format!(
+        "select count(*)::int8 from pg_stat_activity where application_name = 'ransomeye-ops archive pid {pid}' and {condition}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_one(&mut *conn)
+            .await
+            .expect("pg_stat_activity");
+        if n > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run {pid} never reached: {condition}"
+        );
+        // Polling the condition itself; the pause only spares the 2-core machine a busy loop.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_run_with_another_archive_dir_exits_75_at_once_naming_the_live_holder() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    let second = second_config(&w);
+    let url = w.db().url.clone();
+    common::block_on(async {
+        use sqlx::Connection;
+        // Hold the first run inside its export: it waits for the table, holding the run's lock.
+        let mut blocker = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql("begin; lock table audit_logs in access exclusive mode")
+            .execute(&mut blocker)
+            .await
+            .expect("lock table");
+        let mut first = w
+            .ops()
+            .args(["archive", "--days", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
+        until_backend(&mut watch, first.id(), "wait_event_type = 'Lock'").await;
+
+        let started = std::time::Instant::now();
+        let out = run(ops_with_config(&second).args(["archive", "--days", "30"]));
+        let took = started.elapsed();
+        out.expect_code(75)
+            .stderr_has("another archive run for table audit_logs is running")
+            .stderr_has(&format!("ransomeye-ops archive pid {}", first.id()));
+        assert!(!out.stderr.contains("slow statement"), "{}", out.stderr);
+        // At once: the live holder is not waited for (the old code waited 5 s for it).
+        assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+        assert!(
+            w.list("archive2").iter().all(|n| n.starts_with('.')),
+            "{:?}",
+            w.list("archive2")
+        );
+
+        sqlx::raw_sql("commit")
+            .execute(&mut blocker)
+            .await
+            .expect("commit");
+        let status = first.wait().expect("wait");
+        assert_eq!(status.code(), Some(0));
+    });
+    assert_eq!(old_count(&w), 0);
+    assert_eq!(all_ids(&w), original);
+}
+
+#[test]
+fn a_rerun_waits_briefly_for_a_killed_runs_lingering_session_then_completes() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    let url = w.db().url.clone();
+    common::block_on(async {
+        use sqlx::Connection;
+        // A run killed while its backend waits for the table: the backend, and the run's
+        // database lock, outlive the process until the table is free again.
+        let mut blocker = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql("begin; lock table audit_logs in access exclusive mode")
+            .execute(&mut blocker)
+            .await
+            .expect("lock table");
+        let mut killed = w
+            .ops()
+            .args(["archive", "--days", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
+        until_backend(&mut watch, killed.id(), "wait_event_type = 'Lock'").await;
+        killed.kill().expect("kill");
+        killed.wait().expect("wait");
+
+        let rerun = w
+            .ops()
+            .args(["archive", "--days", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The rerun is retrying the lock held by the dead run's session; free the table.
+        until_backend(&mut watch, rerun.id(), "query like '%advisory_lock(%'").await;
+        sqlx::raw_sql("commit")
+            .execute(&mut blocker)
+            .await
+            .expect("commit");
+        let out = rerun.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert_eq!(old_count(&w), 0);
+    assert_eq!(all_ids(&w), original);
+}
+
+#[test]
+fn a_row_updated_while_the_prune_waits_is_kept_and_archived_by_the_next_run() {
+    let w = World::initialised();
+    seed(&w, 600);
+    let original = all_ids(&w);
+    let changed = w
+        .db()
+        .int("select id::int8 from audit_logs order by created_at limit 1");
+    let url = w.db().url.clone();
+    common::block_on(async {
+        use sqlx::Connection;
+        // SHARE lets the export read but stops the prune's first delete: the run waits with
+        // its archive written and verified, and the row is updated in that window.
+        let mut writer = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql("begin; lock table audit_logs in share mode")
+            .execute(&mut writer)
+            .await
+            .expect("lock table");
+        let run = w
+            .ops()
+            .args(["--json", "archive", "--days", "30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
+        until_backend(
+            &mut watch,
+            run.id(),
+            "wait_event_type = 'Lock' and query like '%delete from%'",
+        )
+        .await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "update audit_logs set actor = 'changed during the prune' where id = {changed}; commit"
+        )))
+        .execute(&mut writer)
+        .await
+        .expect("update");
+        let out = run.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(
+            report["rows_deleted"].as_i64(),
+            report["rows"].as_i64().map(|n| n - 1),
+            "{report}"
+        );
+    });
+    let first = archives(&w)[0].clone();
+    let old_version = cat_rows(&w, &first)
+        .into_iter()
+        .find(|r| r["id"] == changed)
+        .expect("archived");
+    assert_ne!(old_version["actor"], "changed during the prune");
+    assert_eq!(
+        w.db().text(&format!(
+            "select actor from audit_logs where id = {changed}"
+        )),
+        "changed during the prune"
+    );
+
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    let later: Vec<String> = archives(&w).into_iter().filter(|f| *f != first).collect();
+    assert_eq!(later.len(), 1, "{:?}", archives(&w));
+    let rows = cat_rows(&w, &later[0]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["actor"], "changed during the prune");
+    let mut expected = original;
+    expected.push(changed);
+    expected.sort_unstable();
+    assert_eq!(all_ids(&w), expected);
+}
+
+#[test]
+fn a_run_keeps_the_temp_archive_of_another_tables_interrupted_run_in_the_same_dir() {
+    let w = World::initialised();
+    seed(&w, 600);
+    w.db().execute(
+        "create table other_logs (like audit_logs including all); \
+         insert into other_logs select * from audit_logs",
+    );
+    let other = w.path("etc/other.toml");
+    std::fs::copy(&w.config, &other).expect("copy");
+    let text = std::fs::read_to_string(&w.config).expect("read");
+    assert!(text.contains("table = \"audit_logs\""), "{text}");
+    std::fs::write(
+        &other,
+        text.replace("table = \"audit_logs\"", "table = \"other_logs\""),
+    )
+    .expect("write");
+    let out = run(ops_with_config(&other)
+        .args(["archive", "--days", "30"])
+        .env("RANSOMEYE_FAILPOINT", "archive-before-commit"));
+    assert_ne!(out.code, 0);
+    let temps = |w: &World| -> Vec<String> {
+        w.list("archive")
+            .into_iter()
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    };
+    let left = temps(&w);
+    assert_eq!(left.len(), 1, "{:?}", w.list("archive"));
+
+    // audit_logs' run leaves other_logs' interrupted archive alone...
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
+    assert_eq!(temps(&w), left);
+    // ... and other_logs' next run completes it.
+    let out = run(ops_with_config(&other).args(["--json", "archive", "--days", "30"]));
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["recovered"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        out.stdout
+    );
+    assert!(temps(&w).is_empty(), "{:?}", w.list("archive"));
+    run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
 }

@@ -3,18 +3,29 @@
 //! [`run`] reads as the procedure: lock → finish what an interrupted run left → cutoff →
 //! select → encode → compress → encrypt → persist → verify → prune → vacuum → report.
 //!
-//! Crash safety comes from the order of durable steps. The archive is written to a temp file
-//! and fsynced; its manifest (state `written`) is written next; only then is the archive renamed
+//! Crash safety comes from the order of durable steps. The archive is written to a temp file;
+//! its manifest (state `written`) is written next; only then is the archive fsynced and renamed
 //! into place. Rows are deleted only after the archive under its final name read back in full
 //! and matched; the manifest becomes `pruned` after the delete. A run interrupted anywhere leaves
-//! either a temp file (ignored, removed by the next run), a manifest without archive (nothing was
-//! deleted: removed by the next run), or a `written` archive whose prune the next run verifies
-//! and completes — deleting the same primary keys again is a no-op, so nothing is ever lost or
-//! archived twice.
+//! either a temp file (removed by the next run), a `written` manifest whose archive is still at
+//! its temp name (the next run checks that file against the manifest and renames it into place;
+//! nothing was deleted), or a `written` archive whose prune the next run verifies and completes.
+//!
+//! The prune deletes a row only while it is still the version the archive holds: each delete
+//! renders the row as the export did and compares it with its archived line, in the delete
+//! statement itself. A row
+//! updated after the export stays in the table (a later run archives its new version), and
+//! deleting a row that is already gone is a no-op, so nothing is ever lost or archived twice.
+//!
+//! Runs delete only their own temp files (`.logs_*.tmp-*`). A data file without its manifest,
+//! or a manifest without its data file, is an orphan: reported by the run, `archive list` and
+//! `archive verify --all`, and kept until the operator resolves it. `--dry-run` changes nothing
+//! at all: it reports what the run would complete, remove and archive.
 
 mod manifest;
 mod stream;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -67,7 +78,12 @@ struct RunReport {
     file_bytes: u64,
     compression_ratio: Option<f64>,
     estimated_file_bytes: Option<u64>,
+    /// Interrupted archives completed (in a dry run: that the run would complete).
     recovered: Vec<PathBuf>,
+    /// Temp files of interrupted runs removed (in a dry run: that the run would remove).
+    removed_temp_files: Vec<PathBuf>,
+    /// Orphans found in the archive directory, all kept.
+    orphans: Vec<Orphan>,
     phases_ms: Phases,
     duration_ms: f64,
 }
@@ -112,20 +128,32 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
     }
     rt.block_on(async {
         let mut conn = db::connect(&config.database.url, "archive").await?;
+        utc_session(&mut conn).await?;
         let phase = Instant::now();
-        let _lock = lock(&mut conn, &job).await?;
+        let _lock = lock(&mut conn, &job, opts.dry_run).await?;
         report.phases_ms.lock = elapsed_ms(phase);
 
         let shape = TableShape::load(&mut conn, &job.table, &job.time_column).await?;
 
         let phase = Instant::now();
-        report.recovered = finish_interrupted(&mut conn, &job, &shape).await?;
+        let Recovery {
+            completed,
+            pending_ids,
+            temp_files,
+            orphans,
+        } = finish_interrupted(&mut conn, &job, &shape, opts.dry_run).await?;
+        report.recovered = completed;
+        report.removed_temp_files = temp_files;
+        report.orphans = orphans;
+        for orphan in &report.orphans {
+            tracing::warn!(file = %orphan.file.display(), "orphan kept: {}; see `ransomeye-ops archive list`", orphan.reason);
+        }
         report.phases_ms.recover = elapsed_ms(phase);
 
         let cutoff = cutoff(&mut conn, job.days).await?;
         report.cutoff = cutoff.clone();
         if opts.dry_run {
-            return estimate(&mut conn, &job, &shape, &cutoff, &mut report).await;
+            return estimate(&mut conn, &job, &shape, &cutoff, &pending_ids, &mut report).await;
         }
 
         let phase = Instant::now();
@@ -144,6 +172,7 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         let phase = Instant::now();
         verify_archive(&path, &manifest, &job.archive_key, &job.trust_keys).await?;
         report.phases_ms.verify = elapsed_ms(phase);
+        crate::failpoint::hit("archive-before-prune");
 
         let phase = Instant::now();
         report.rows_deleted = prune(&mut conn, &job, &shape, &path, manifest).await?;
@@ -186,10 +215,36 @@ impl Job {
     }
 }
 
+/// Every statement of a run sees times in UTC: the archive's JSON is written that way, and the
+/// prune compares rows with it.
+async fn utc_session(conn: &mut PgConnection) -> Result<(), OpsError> {
+    sqlx::query("set time zone 'UTC'")
+        .execute(&mut *conn)
+        .answer("setting the session time zone")
+        .await?;
+    Ok(())
+}
+
 /// Step 1: one run per table: the lock file in the archive dir, then the database lock.
-async fn lock(conn: &mut PgConnection, job: &Job) -> Result<RunLock, OpsError> {
+///
+/// A dry run takes only the database lock (every run of the table holds it, whatever its
+/// directory), so that it neither reports a live run's files as interrupted nor writes the
+/// lock file: it changes nothing on disk.
+async fn lock(
+    conn: &mut PgConnection,
+    job: &Job,
+    dry_run: bool,
+) -> Result<Option<RunLock>, OpsError> {
     let what = format!("archive run for table {}", job.table);
-    let file_lock = RunLock::acquire(&job.dir, &format!("archive-{}", job.table), &what)?;
+    let file_lock = if dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(
+            &job.dir,
+            &format!("archive-{}", job.table),
+            &what,
+        )?)
+    };
     run_lock::advisory_lock(conn, &format!("ransomeye-ops archive {}", job.table), &what).await?;
     Ok(file_lock)
 }
@@ -202,6 +257,9 @@ struct TableShape {
     primary_key: String,
     /// Every column, quoted, primary key first (so each JSON line starts with it).
     select_list: String,
+    /// The same columns of the row aliased `t` (`t."id", t."created_at", …`): selected from a
+    /// row, they give its JSON exactly as the export wrote it.
+    row_list: String,
     time_column: String,
 }
 
@@ -286,66 +344,238 @@ impl TableShape {
         Ok(TableShape {
             quoted,
             select_list: ordered.join(", "),
+            row_list: ordered
+                .iter()
+                .map(|c| format!("t.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             primary_key,
             time_column: time_column.to_string(),
         })
     }
 }
 
-/// Step 2: complete or clean up what an interrupted run left in the archive directory.
+/// A file of the archive directory whose other half is missing. Runs never delete one: only the
+/// operator knows whether its other half was moved, lost or never existed.
+#[derive(Debug, Clone, Serialize)]
+struct Orphan {
+    file: PathBuf,
+    reason: &'static str,
+}
+
+const NO_MANIFEST: &str = "a data file without its manifest";
+const NO_DATA: &str = "a manifest without its data file";
+
+/// The archive directory's files, by name.
+struct DirScan {
+    /// Manifests (`logs_*.manifest.json`), sorted by name.
+    manifests: Vec<(PathBuf, Manifest)>,
+    /// Data files (`logs_*.zst.enc`), sorted by name.
+    data_files: Vec<PathBuf>,
+    /// Temp files of the atomic writer (`.logs_*.tmp-*`): only an unfinished run leaves them.
+    temp_files: Vec<PathBuf>,
+}
+
+impl DirScan {
+    fn read(dir: &Path) -> Result<DirScan, OpsError> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(PathError::at(FileAction::Read, dir))?
+            .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+            .collect();
+        names.sort();
+        let mut scan = DirScan {
+            manifests: Vec::new(),
+            data_files: Vec::new(),
+            temp_files: Vec::new(),
+        };
+        for name in names {
+            let path = dir.join(&name);
+            if ransomeye_kernel::atomic_file::is_temp_name(&name) && name.starts_with(".logs_") {
+                scan.temp_files.push(path);
+            } else if name.starts_with("logs_") && name.ends_with(".manifest.json") {
+                let manifest = Manifest::read(&path, "archive manifest")?;
+                scan.manifests.push((path, manifest));
+            } else if name.starts_with("logs_") && name.ends_with(".zst.enc") {
+                scan.data_files.push(path);
+            }
+        }
+        Ok(scan)
+    }
+
+    /// The temp files an unfinished commit of `archive` may have left (`.<name>.tmp-*`).
+    fn temps_of(&self, archive: &Path) -> Vec<PathBuf> {
+        let prefix = format!(
+            ".{}{}",
+            file_name(archive),
+            ransomeye_kernel::atomic_file::TEMP_MARKER
+        );
+        self.temp_files
+            .iter()
+            .filter(|t| file_name(t).starts_with(&prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `manifest` is a `written` one whose archive is still at a temp name: an
+    /// interrupted run that the next run completes, not an orphan.
+    fn is_interrupted(&self, manifest_file: &Path, manifest: &Manifest) -> bool {
+        manifest.body.state == State::Written
+            && !self
+                .temps_of(&manifest::archive_path(manifest_file, &manifest.body))
+                .is_empty()
+    }
+
+    /// Data files without their manifest, and manifests without their data file (except an
+    /// interrupted run's, whose data file is still at its temp name).
+    fn orphans(&self) -> Vec<Orphan> {
+        let mut orphans: Vec<Orphan> = self
+            .data_files
+            .iter()
+            .filter(|d| !manifest_path(d).exists())
+            .map(|d| Orphan {
+                file: d.clone(),
+                reason: NO_MANIFEST,
+            })
+            .collect();
+        for (path, manifest) in &self.manifests {
+            if !manifest::archive_path(path, &manifest.body).exists()
+                && !self.is_interrupted(path, manifest)
+            {
+                orphans.push(Orphan {
+                    file: path.clone(),
+                    reason: NO_DATA,
+                });
+            }
+        }
+        orphans.sort_by(|a, b| a.file.cmp(&b.file));
+        orphans
+    }
+}
+
+/// What [`finish_interrupted`] did (or, in a dry run, would do).
+struct Recovery {
+    completed: Vec<PathBuf>,
+    /// First and last ids of the completed archives.
+    pending_ids: Vec<(i64, i64)>,
+    temp_files: Vec<PathBuf>,
+    orphans: Vec<Orphan>,
+}
+
+/// Step 2: complete what an interrupted run left in the archive directory: a `written` archive
+/// is verified and its prune completed; a `written` manifest whose archive is still at its temp
+/// name gets that file renamed into place first, if the file matches the manifest in full. Then
+/// the remaining temp files are removed. Orphans are reported and kept. With `dry_run`, every
+/// check is made and nothing is changed.
 async fn finish_interrupted(
     conn: &mut PgConnection,
     job: &Job,
     shape: &TableShape,
-) -> Result<Vec<PathBuf>, OpsError> {
-    crate::dirs::remove_temp_files(&job.dir, ".logs_")?;
-    let mut recovered = Vec::new();
-    for (manifest_file, manifest) in manifests(&job.dir)? {
-        if manifest.body.table != job.table || manifest.body.state != State::Written {
+    dry_run: bool,
+) -> Result<Recovery, OpsError> {
+    let scan = DirScan::read(&job.dir)?;
+    let mut orphans = scan.orphans();
+    let mut pending: Vec<(PathBuf, Option<PathBuf>, &Manifest)> = Vec::new();
+    // Temp files that stay: the ones to rename into place, and those of another table's
+    // interrupted run (that table's next run completes it).
+    let mut keep = HashSet::new();
+    for (manifest_file, manifest) in &scan.manifests {
+        if manifest.body.state != State::Written {
             continue;
         }
-        let archive = manifest::archive_path(&manifest_file, &manifest.body);
-        if !archive.exists() {
-            // Interrupted between the manifest and the archive's rename: nothing was deleted.
-            tracing::warn!(manifest = %manifest_file.display(), "removing the manifest of an archive that was never completed; its rows are still in the table");
-            std::fs::remove_file(&manifest_file)
-                .map_err(PathError::at(FileAction::Remove, &manifest_file))?;
+        if manifest.body.table != job.table {
+            keep.extend(scan.temps_of(&manifest::archive_path(manifest_file, &manifest.body)));
             continue;
         }
-        tracing::warn!(file = %archive.display(), "completing an interrupted archive run");
-        verify_archive(&archive, &manifest, &job.archive_key, &job.trust_keys)
-            .await
-            .map_err(|e| e.hint("an interrupted archive does not verify, so its rows were not deleted; investigate before rerunning"))?;
-        prune(conn, job, shape, &archive, manifest).await?;
-        recovered.push(archive);
+        let archive = manifest::archive_path(manifest_file, &manifest.body);
+        if archive.exists() {
+            verify_archive(&archive, manifest, &job.archive_key, &job.trust_keys)
+                .await
+                .map_err(|e| e.hint("an interrupted archive does not verify, so its rows were not deleted; investigate before rerunning"))?;
+            pending.push((archive, None, manifest));
+            continue;
+        }
+        // Interrupted between the manifest and the archive's rename: nothing was deleted, and
+        // the archive is complete at its temp name unless the machine lost it (power cut).
+        let mut found = None;
+        for temp in scan.temps_of(&archive) {
+            match verify_archive(&temp, manifest, &job.archive_key, &job.trust_keys).await {
+                Ok(()) => {
+                    found = Some(temp);
+                    break;
+                }
+                Err(e) if e.exit == Exit::Data => {
+                    tracing::warn!(file = %temp.display(), "an interrupted run's temp file does not match its manifest: {}", e.what);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match found {
+            Some(temp) => {
+                keep.insert(temp.clone());
+                pending.push((archive, Some(temp), manifest));
+            }
+            None if scan.is_interrupted(manifest_file, manifest) => orphans.push(Orphan {
+                file: manifest_file.clone(),
+                reason: NO_DATA,
+            }),
+            None => {}
+        }
     }
-    Ok(recovered)
+    orphans.sort_by(|a, b| a.file.cmp(&b.file));
+    let temp_files: Vec<PathBuf> = scan
+        .temp_files
+        .iter()
+        .filter(|t| !keep.contains(*t))
+        .cloned()
+        .collect();
+    let completed: Vec<PathBuf> = pending.iter().map(|(a, _, _)| a.clone()).collect();
+    let pending_ids = pending
+        .iter()
+        .filter_map(|(_, _, m)| Some((m.body.first_id?, m.body.last_id?)))
+        .collect();
+    if dry_run {
+        return Ok(Recovery {
+            completed,
+            pending_ids,
+            temp_files,
+            orphans,
+        });
+    }
+    for (archive, temp, manifest) in pending {
+        tracing::warn!(file = %archive.display(), "completing an interrupted archive run");
+        if let Some(temp) = temp {
+            adopt(&temp, &archive)?;
+        }
+        prune(conn, job, shape, &archive, manifest.clone()).await?;
+    }
+    for temp in &temp_files {
+        tracing::info!(file = %temp.display(), "removing a temporary file left by an interrupted run");
+        std::fs::remove_file(temp).map_err(PathError::at(FileAction::Remove, temp))?;
+    }
+    Ok(Recovery {
+        completed,
+        pending_ids,
+        temp_files,
+        orphans,
+    })
 }
 
-/// Every manifest in the directory, sorted by file name.
-fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>, OpsError> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(PathError::at(FileAction::Read, dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("logs_") && n.ends_with(".manifest.json"))
-        })
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| Manifest::read(&p, "archive manifest").map(|m| (p, m)))
-        .collect()
+/// Puts an interrupted run's complete temp file under its final name: fsync, link (which never
+/// replaces an existing file), fsync the directory, then remove the temp name.
+fn adopt(temp: &Path, archive: &Path) -> Result<(), OpsError> {
+    std::fs::File::open(temp)
+        .and_then(|f| f.sync_all())
+        .map_err(PathError::at(FileAction::Sync, temp))?;
+    std::fs::hard_link(temp, archive).map_err(PathError::at(FileAction::Rename, archive))?;
+    let dir = archive.parent().unwrap_or(Path::new("."));
+    ransomeye_kernel::atomic_file::sync_dir(dir)?;
+    std::fs::remove_file(temp).map_err(PathError::at(FileAction::Remove, temp))?;
+    ransomeye_kernel::atomic_file::sync_dir(dir)?;
+    Ok(())
 }
 
 /// Step 3: the cutoff, fixed once from the database clock, as RFC 3339.
 async fn cutoff(conn: &mut PgConnection, days: u32) -> Result<String, OpsError> {
-    sqlx::query("set time zone 'UTC'")
-        .execute(&mut *conn)
-        .answer("setting the session time zone")
-        .await?;
     sqlx::query_scalar("select to_json(now() - make_interval(days => $1))#>>'{}'")
         .bind(days as i32)
         .fetch_one(&mut *conn)
@@ -353,29 +583,39 @@ async fn cutoff(conn: &mut PgConnection, days: u32) -> Result<String, OpsError> 
         .await
 }
 
-/// `--dry-run`: rows and JSON size exactly, file size estimated by compressing a sample.
+/// `--dry-run`: rows and JSON size exactly, file size estimated by compressing a sample. Rows
+/// inside the id ranges of the interrupted archives the run would complete first (`pending`,
+/// first and last ids) are left out: that run prunes them instead of archiving them again.
 async fn estimate(
     conn: &mut PgConnection,
     job: &Job,
     shape: &TableShape,
     cutoff: &str,
+    pending: &[(i64, i64)],
     report: &mut RunReport,
 ) -> Result<(), OpsError> {
+    let (lows, highs): (Vec<i64>, Vec<i64>) = pending.iter().copied().unzip();
+    let not_pending = format!(
+        "not exists (select 1 from unnest($2::int8[], $3::int8[]) p(lo, hi) where {} between p.lo and p.hi)",
+        quote_ident(&shape.primary_key)
+    );
     let sql = format!(
         "select count(*)::int8, coalesce(sum(octet_length(row_to_json(x)::text) + 1), 0)::int8 \
-         from (select {} from {} where {} < $1::timestamptz) x",
+         from (select {} from {} where {} < $1::timestamptz and {not_pending}) x",
         shape.select_list,
         shape.quoted,
         quote_ident(&shape.time_column)
     );
     let (rows, bytes): (i64, i64) = sqlx::query_as(AssertSqlSafe(sql))
         .bind(cutoff)
+        .bind(&lows)
+        .bind(&highs)
         .fetch_one(&mut *conn)
         .answer("counting rows to archive")
         .await?;
     let sample_sql = format!(
         "select coalesce(string_agg(row_to_json(x)::text, E'\\n'), '') from \
-         (select {} from {} where {} < $1::timestamptz order by {} limit 5000) x",
+         (select {} from {} where {} < $1::timestamptz and {not_pending} order by {} limit 5000) x",
         shape.select_list,
         shape.quoted,
         quote_ident(&shape.time_column),
@@ -383,6 +623,8 @@ async fn estimate(
     );
     let sample: String = sqlx::query_scalar(AssertSqlSafe(sample_sql))
         .bind(cutoff)
+        .bind(&lows)
+        .bind(&highs)
         .fetch_one(&mut *conn)
         .answer("sampling rows to archive")
         .await?;
@@ -627,8 +869,16 @@ fn compare(shown: &str, body: &Body, got: &Digests, rows: u64) -> Result<(), Ops
     }
 }
 
-/// Step 6: delete exactly the primary keys in the verified archive, in short transactions,
-/// then mark the manifest `pruned`. Returns the rows deleted.
+/// Step 6: delete exactly the rows the verified archive holds, in short transactions, then mark
+/// the manifest `pruned`. Returns the rows deleted.
+///
+/// A row is deleted only if it is still the archived version: the delete renders the row as
+/// the export did (`row_to_json` of the same columns in the same order, session in UTC) and
+/// compares the text with its archived line, byte for byte, in the delete's own statement, so
+/// even an UPDATE that commits while the delete waits for the row is seen (PostgreSQL re-checks
+/// the condition on the new version). A row changed since the export stays in the table for a
+/// later run. Everything the comparison needs is the archive itself, so a prune resumed by a
+/// later run after a crash works the same way.
 async fn prune(
     conn: &mut PgConnection,
     job: &Job,
@@ -636,7 +886,7 @@ async fn prune(
     path: &Path,
     mut manifest: Manifest,
 ) -> Result<u64, OpsError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<i64>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<i64>, Vec<String>)>(4);
     let (reader_path, key, pk, batch_size) = (
         path.to_path_buf(),
         job.archive_key.clone(),
@@ -644,45 +894,45 @@ async fn prune(
         job.batch_size,
     );
     let reader = tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(batch_size);
+        let new_batch = || {
+            (
+                Vec::with_capacity(batch_size),
+                Vec::with_capacity(batch_size),
+            )
+        };
+        let mut batch = new_batch();
         let shown = reader_path.display().to_string();
         let result = read_back(&reader_path, &key, |line| {
-            let id = line_id(line, &pk).ok_or_else(|| {
-                OpsError::new(
-                    Exit::Data,
-                    format!("{shown}: a row without a leading integer `{pk}`"),
-                )
-            })?;
-            batch.push(id);
-            if batch.len() >= batch_size {
-                tx.blocking_send(std::mem::replace(
-                    &mut batch,
-                    Vec::with_capacity(batch_size),
-                ))
-                .map_err(|_| OpsError::new(Exit::Software, "prune stopped"))?;
+            let bad = |what: &str| OpsError::new(Exit::Data, format!("{shown}: {what}"));
+            let id = line_id(line, &pk)
+                .ok_or_else(|| bad(&format!("a row without a leading integer `{pk}`")))?;
+            let doc = std::str::from_utf8(line).map_err(|_| bad("a row that is not UTF-8"))?;
+            batch.0.push(id);
+            batch.1.push(doc.to_string());
+            if batch.0.len() >= batch_size {
+                tx.blocking_send(std::mem::replace(&mut batch, new_batch()))
+                    .map_err(|_| OpsError::new(Exit::Software, "prune stopped"))?;
             }
             Ok(())
         });
-        if result.is_ok() && !batch.is_empty() {
+        if result.is_ok() && !batch.0.is_empty() {
             let _ = tx.blocking_send(batch);
         }
         result
     });
-    // Archived ids arrive in primary-key order, mostly consecutive: deleting runs of consecutive
-    // ids by range walks the index once per run instead of once per id, and still deletes
-    // exactly the archived keys (every id inside a run is in the archive).
-    let pk = quote_ident(&shape.primary_key);
     let delete = format!(
-        "delete from {t} using unnest($1::int8[], $2::int8[]) r(lo, hi) where {t}.{pk} between r.lo and r.hi",
-        t = shape.quoted
+        "delete from {t} as t using unnest($1::int8[], $2::text[]) a(id, doc) \
+         where t.{pk} = a.id and (select row_to_json(x)::text from (select {row}) x) = a.doc",
+        t = shape.quoted,
+        pk = quote_ident(&shape.primary_key),
+        row = shape.row_list
     );
     let progress = progress(job.json, "pruning", "rows deleted");
     let mut deleted = 0u64;
-    while let Some(ids) = rx.recv().await {
-        let (lows, highs) = consecutive_runs(&ids);
+    while let Some((ids, docs)) = rx.recv().await {
         let done = sqlx::query(AssertSqlSafe(delete.clone()))
-            .bind(&lows)
-            .bind(&highs)
+            .bind(&ids)
+            .bind(&docs)
             .execute(&mut *conn)
             .answer("deleting archived rows")
             .await?;
@@ -700,28 +950,18 @@ async fn prune(
     reader
         .await
         .map_err(|e| OpsError::new(Exit::Software, format!("prune reader failed: {e}")))??;
+    if deleted < manifest.body.rows {
+        tracing::warn!(
+            "{} of the {} archived rows were not deleted: changed since the export (they stay in the table; a later run archives them) or already gone",
+            manifest.body.rows - deleted,
+            manifest.body.rows
+        );
+    }
     manifest.body.state = State::Pruned;
     manifest.body.rows_deleted = Some(deleted);
     Manifest::sign(manifest.body, &job.signing_key)?
         .write(&manifest_path(path), Replace::Allowed)?;
     Ok(deleted)
-}
-
-/// Splits ids into runs of consecutive values: `[1,2,3,7,8,10]` → lows `[1,7,10]`, highs
-/// `[3,8,10]`. Any order works (an id out of order starts a new run); sorted input gives the
-/// fewest runs.
-fn consecutive_runs(ids: &[i64]) -> (Vec<i64>, Vec<i64>) {
-    let (mut lows, mut highs): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
-    for &id in ids {
-        match highs.last_mut() {
-            Some(high) if high.checked_add(1) == Some(id) => *high = id,
-            _ => {
-                lows.push(id);
-                highs.push(id);
-            }
-        }
-    }
-    (lows, highs)
 }
 
 /// Step 7: give the freed space back to the table's free-space map and refresh statistics.
@@ -738,8 +978,21 @@ fn print_report(ctx: &Context, r: &RunReport) -> Result<(), OpsError> {
     if ctx.json {
         return print_json(r);
     }
+    let dry_run = r.status == "dry_run";
     for path in &r.recovered {
-        println!("completed the interrupted archive {}", path.display());
+        if dry_run {
+            println!("would complete the interrupted archive {}", path.display());
+        } else {
+            println!("completed the interrupted archive {}", path.display());
+        }
+    }
+    if dry_run {
+        for path in &r.removed_temp_files {
+            println!(
+                "would remove {}, a temp file of an interrupted run",
+                path.display()
+            );
+        }
     }
     match r.status {
         "nothing_to_archive" => println!("nothing to archive: no row of {} is older than {}", r.table, r.cutoff),
@@ -822,9 +1075,14 @@ fn locate(file: &Path) -> Result<(PathBuf, Manifest), OpsError> {
     Ok((archive, manifest))
 }
 
+/// How the operator resolves an orphan (README, `archive`).
+const ORPHAN_HINT: &str = "an orphan is an archive data file without its manifest, or a manifest without its data file; \
+archive runs never delete one. Put the missing half back from your copy, or move the orphan out of [archive] dir \
+once you know its rows are safe (see the README, `archive`)";
+
+/// What `archive list` shows of a manifest.
 #[derive(Debug, Serialize)]
-struct ListEntry {
-    file: PathBuf,
+struct ListInfo {
     table: String,
     state: State,
     rows: u64,
@@ -834,55 +1092,118 @@ struct ListEntry {
     last_time: Option<String>,
     file_bytes: u64,
     created_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ListEntry {
+    file: PathBuf,
+    /// The manifest's facts (absent for a data file without its manifest).
+    #[serde(flatten)]
+    info: Option<ListInfo>,
     archive_present: bool,
+    /// An interrupted run left the archive at its temp name; the next run completes it.
+    interrupted: bool,
+    /// Why the file is an orphan, if it is one.
+    orphan: Option<&'static str>,
 }
 
 fn list(ctx: &Context) -> Result<(), OpsError> {
     let config = ctx.config()?;
     crate::dirs::check_readable(&config.archive.dir, "[archive] dir")?;
-    let entries: Vec<ListEntry> = manifests(&config.archive.dir)?
-        .into_iter()
+    let scan = DirScan::read(&config.archive.dir)?;
+    let orphans = scan.orphans();
+    let orphan_reason = |file: &Path| orphans.iter().find(|o| o.file == file).map(|o| o.reason);
+    let mut entries: Vec<ListEntry> = scan
+        .manifests
+        .iter()
         .map(|(path, m)| {
-            let archive = manifest::archive_path(&path, &m.body);
+            let archive = manifest::archive_path(path, &m.body);
+            let b = m.body.clone();
             ListEntry {
                 archive_present: archive.exists(),
+                interrupted: !archive.exists() && scan.is_interrupted(path, m),
+                orphan: orphan_reason(path),
                 file: archive,
-                table: m.body.table,
-                state: m.body.state,
-                rows: m.body.rows,
-                first_id: m.body.first_id,
-                last_id: m.body.last_id,
-                first_time: m.body.first_time,
-                last_time: m.body.last_time,
-                file_bytes: m.body.file_bytes,
-                created_at: m.body.created_at,
+                info: Some(ListInfo {
+                    table: b.table,
+                    state: b.state,
+                    rows: b.rows,
+                    first_id: b.first_id,
+                    last_id: b.last_id,
+                    first_time: b.first_time,
+                    last_time: b.last_time,
+                    file_bytes: b.file_bytes,
+                    created_at: b.created_at,
+                }),
             }
         })
         .collect();
+    entries.extend(
+        orphans
+            .iter()
+            .filter(|o| o.reason == NO_MANIFEST)
+            .map(|o| ListEntry {
+                file: o.file.clone(),
+                info: None,
+                archive_present: true,
+                interrupted: false,
+                orphan: Some(o.reason),
+            }),
+    );
+    entries.sort_by(|a, b| a.file.cmp(&b.file));
     if ctx.json {
-        return print_json(&entries);
+        print_json(&entries)?;
+    } else {
+        if entries.is_empty() {
+            println!("no archives in {}", config.archive.dir.display());
+        }
+        for e in &entries {
+            let Some(i) = &e.info else {
+                println!(
+                    "{}  ORPHAN: {}",
+                    file_name(&e.file),
+                    e.orphan.unwrap_or(NO_MANIFEST)
+                );
+                continue;
+            };
+            println!(
+                "{}  {:<7} {:>10} rows  ids {}..{}  {:>12} bytes  written {}{}",
+                file_name(&e.file),
+                format!("{:?}", i.state).to_lowercase(),
+                i.rows,
+                i.first_id.map(|i| i.to_string()).unwrap_or_default(),
+                i.last_id.map(|i| i.to_string()).unwrap_or_default(),
+                i.file_bytes,
+                i.created_at,
+                match (e.orphan, e.interrupted) {
+                    (Some(reason), _) => format!("  ORPHAN: {reason}"),
+                    (None, true) =>
+                        "  (interrupted: the next archive run completes it)".to_string(),
+                    (None, false) => String::new(),
+                }
+            );
+        }
     }
-    if entries.is_empty() {
-        println!("no archives in {}", config.archive.dir.display());
+    orphan_error(&config.archive.dir, &orphans)
+}
+
+/// Exit 65 naming the orphans, if there are any.
+fn orphan_error(dir: &Path, orphans: &[Orphan]) -> Result<(), OpsError> {
+    if orphans.is_empty() {
+        return Ok(());
     }
-    for e in &entries {
-        println!(
-            "{}  {:<7} {:>10} rows  ids {}..{}  {:>12} bytes  written {}{}",
-            file_name(&e.file),
-            format!("{:?}", e.state).to_lowercase(),
-            e.rows,
-            e.first_id.map(|i| i.to_string()).unwrap_or_default(),
-            e.last_id.map(|i| i.to_string()).unwrap_or_default(),
-            e.file_bytes,
-            e.created_at,
-            if e.archive_present {
-                ""
-            } else {
-                "  (archive file missing)"
-            }
-        );
-    }
-    Ok(())
+    let names: Vec<String> = orphans.iter().map(|o| file_name(&o.file)).collect();
+    Err(OpsError::new(
+        Exit::Data,
+        format!(
+            "{} orphan file{} in {}: {}",
+            orphans.len(),
+            if orphans.len() == 1 { "" } else { "s" },
+            dir.display(),
+            names.join(", ")
+        ),
+    )
+    .hint(ORPHAN_HINT))
 }
 
 #[derive(Debug, Serialize)]
@@ -896,28 +1217,52 @@ fn verify(ctx: &Context, file: Option<&Path>, all: bool) -> Result<(), OpsError>
     let config = ctx.config()?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Archive)?;
     let trust = crate::trust::verifying_keys(&config)?;
-    let targets: Vec<PathBuf> = if all {
+    // With --all: every manifest, and every data file without one (an orphan: it fails).
+    let (targets, orphans): (Vec<PathBuf>, Vec<Orphan>) = if all {
         crate::dirs::check_readable(&config.archive.dir, "[archive] dir")?;
-        manifests(&config.archive.dir)?
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect()
+        let scan = DirScan::read(&config.archive.dir)?;
+        let orphans = scan.orphans();
+        let mut targets: Vec<PathBuf> = scan.manifests.iter().map(|(p, _)| p.clone()).collect();
+        targets.extend(
+            orphans
+                .iter()
+                .filter(|o| o.reason == NO_MANIFEST)
+                .map(|o| o.file.clone()),
+        );
+        targets.sort();
+        (targets, orphans)
     } else {
-        file.map(Path::to_path_buf).into_iter().collect()
+        (
+            file.map(Path::to_path_buf).into_iter().collect(),
+            Vec::new(),
+        )
     };
     let rt = runtime()?;
     let mut results = Vec::new();
     for target in &targets {
+        let orphan = orphans.iter().find(|o| &o.file == target);
         let outcome = locate(target).and_then(|(archive, manifest)| {
             if !archive.exists() {
-                return Err(OpsError::new(
-                    Exit::Data,
-                    format!("{}: archive file missing", archive.display()),
-                ));
+                let what = match orphan {
+                    Some(o) => format!("{}: orphan: {}", target.display(), o.reason),
+                    None if manifest.body.state == State::Written => format!(
+                        "{}: not in place yet: an interrupted run left it at a temp name; the next archive run completes it",
+                        archive.display()
+                    ),
+                    None => format!("{}: archive file missing", archive.display()),
+                };
+                return Err(OpsError::new(Exit::Data, what));
             }
             rt.block_on(verify_archive(&archive, &manifest, &key, &trust))
                 .map(|()| archive)
         });
+        let outcome = match (orphan, outcome) {
+            (Some(o), Err(_)) if o.reason == NO_MANIFEST => Err(OpsError::new(
+                Exit::Data,
+                format!("{}: orphan: {}", target.display(), o.reason),
+            )),
+            (_, outcome) => outcome,
+        };
         match outcome {
             Ok(archive) => {
                 if !ctx.json {
@@ -964,7 +1309,11 @@ fn verify(ctx: &Context, file: Option<&Path>, all: bool) -> Result<(), OpsError>
                 failed.join(", ")
             ),
         )
-        .hint("do not trust the failed archives; restore them from another copy"))
+        .hint(if orphans.is_empty() {
+            "do not trust the failed archives; restore them from another copy"
+        } else {
+            ORPHAN_HINT
+        }))
     }
 }
 
@@ -1067,20 +1416,6 @@ mod tests {
         assert_eq!(line_id(br#"{"id":-7}"#, "id"), Some(-7));
         assert_eq!(line_id(br#"{"created_at":"x","id":1}"#, "id"), None);
         assert_eq!(line_id(br#"{"weird\"key":5,"a":1}"#, "weird\"key"), Some(5));
-    }
-
-    #[test]
-    fn ids_become_runs_of_consecutive_values() {
-        assert_eq!(
-            consecutive_runs(&[1, 2, 3, 7, 8, 10]),
-            (vec![1, 7, 10], vec![3, 8, 10])
-        );
-        assert_eq!(consecutive_runs(&[5, 4]), (vec![5, 4], vec![5, 4]));
-        assert_eq!(
-            consecutive_runs(&[i64::MAX, 1]),
-            (vec![i64::MAX, 1], vec![i64::MAX, 1])
-        );
-        assert_eq!(consecutive_runs(&[]), (vec![], vec![]));
     }
 
     #[test]
