@@ -29,9 +29,9 @@ pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// A signed backup manifest.
 pub type Manifest = Signed<Body>;
 
-/// The signed contents of a backup manifest.
+/// The signed contents of a backup manifest. Fields a later version adds are ignored here; the
+/// signature covers them all the same (see [`crate::signed`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Body {
     /// Manifest format version.
     pub format: u32,
@@ -65,7 +65,6 @@ pub struct Body {
 
 /// One encrypted file of a backup.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SealedFile {
     /// File name in the backup directory.
     pub file: String,
@@ -93,7 +92,6 @@ pub enum Kind {
 
 /// One file the backup can restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Path inside the tar (`config/etc/ransomeye/config.toml`, `artifacts/<rel>`,
     /// `intel/graph.jsonl`).
@@ -237,6 +235,17 @@ pub fn read(paths: &Paths) -> Result<Manifest, OpsError> {
                 paths.name
             ),
         ));
+    }
+    if manifest.body.format != FORMAT {
+        return Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "{}: manifest format {}, but this version of ransomeye-ops reads format {FORMAT}",
+                paths.manifest.display(),
+                manifest.body.format
+            ),
+        )
+        .hint("use the ransomeye-ops version that wrote this backup, or a newer one"));
     }
     Ok(manifest)
 }
