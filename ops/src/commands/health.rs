@@ -195,7 +195,24 @@ async fn run_checks(config: &Config, timeout: Duration) -> Vec<Check> {
             check_database(&config.database.url, timeout)
         ),
         bounded("bus", timeout, check_bus(&config.bus.url, timeout)),
-        bounded("disk", timeout, async { check_disk(&directories(config)) }),
+        bounded("disk", timeout, async {
+            let mut disk = check_disk(&directories(config));
+            // Data files whose backup manifest was lost: kept, and worth a look.
+            if let Ok(orphans) = super::backup::manifest::orphans(&config.backup.dir) {
+                disk.metrics
+                    .insert("backup_orphans".into(), orphans.len() as f64);
+                if !orphans.is_empty() {
+                    disk.degrade(
+                        Status::Warning,
+                        format!(
+                            "backup dir: data files without a manifest (orphans, kept): {}",
+                            orphans.join(", ")
+                        ),
+                    );
+                }
+            }
+            disk
+        }),
         bounded("host", timeout, check_host()),
     );
     vec![database, bus, disk, host]
