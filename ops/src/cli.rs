@@ -113,7 +113,8 @@ snapshot (no write lock: writers carry on) -> pg_dump --snapshot (custom format)
 -> ransomeye_<UTC YYYYMMDDTHHMMSSZ>.enc, read back in full as it is written (decrypt, decompress, hashes,
 pg_restore --list), while counting every table's rows and exporting the intel graph in the same snapshot
 -> tar of the kernel configuration, [backup] include, the intel graph export and [backup] artifacts_dir
-(incremental: unchanged artifacts are referenced from the backup holding them) -> zstd -> encrypt ->
+(each file once, never anything in [keys] dir; incremental: unchanged artifacts are referenced from the
+backup holding them) -> zstd -> encrypt ->
 ransomeye_<ts>.files.enc, read back -> signed manifest ransomeye_<ts>.manifest.json (committed last) -> the
 committed files hashed against it -> retention: keep the newest --keep backups that check out.
 The plaintext dump never touches the disk. A failed dump never becomes a file under a final name. Data files
@@ -144,7 +145,7 @@ Restore a backup: check its manifest; refuse a target database that has tables u
 [services] stop; stream decrypt -> pg_restore (stdin, --exit-on-error, --single-transaction), verifying the
 dump as it streams and the file bundle beside it, and holding the dump's last bytes back until both checked
 out, so a damaged backup restores nothing and a failed restore leaves the target as it was; restore files under --files-to (following the incremental chain for artifacts;
-existing files are only replaced with --yes); compare every table's row count and the intel graph digest with
+existing files are only replaced with --yes; nothing is ever written into [keys] dir); compare every table's row count and the intel graph digest with
 the manifest; run [services] start, also when the restore failed.
 
 Touches: the target database; files under --files-to; the configured services.",

@@ -797,3 +797,115 @@ fn an_artifact_whose_holding_backup_was_lost_is_stored_again() {
     let third = report["backup"].as_str().expect("name");
     run(w.ops().args(["verify", third])).expect_code(0);
 }
+
+/// A bind mount for the life of the guard (needs root, as the tests run).
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(from: &std::path::Path, to: &std::path::Path) -> BindMount {
+        assert!(
+            common::is_root(),
+            "a bind mount needs root (scripts/test runs as root)"
+        );
+        let status = Command::new("mount")
+            .arg("--bind")
+            .arg(from)
+            .arg(to)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount --bind failed");
+        BindMount(to.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+#[test]
+fn the_keys_dir_is_never_backed_up_however_it_is_reached_and_each_file_is_stored_once() {
+    let w = world();
+    // [keys] dir named through a symlink; the directory itself in `include`, and reached again
+    // through a bind mount under another included directory; a hard link to the signing key
+    // beside the configuration, which `include` covers as well.
+    std::os::unix::fs::symlink(w.path("keys"), w.path("keys-alias")).expect("symlink");
+    std::fs::hard_link(w.path("keys/signing.key"), w.path("etc/signing-copy.key")).expect("link");
+    std::fs::create_dir_all(w.path("mnt/keys")).expect("mkdir");
+    std::fs::write(w.path("mnt/readme.txt"), b"bound\n").expect("write");
+    let _bind = BindMount::new(&w.path("keys"), &w.path("mnt/keys"));
+    let shown = |p: &str| w.path(p).display().to_string();
+    w.edit_config(|t| {
+        let t = t.replacen(
+            &format!("dir = {:?}", shown("keys")),
+            &format!("dir = {:?}", shown("keys-alias")),
+            1,
+        );
+        let include = format!("include = [{:?}]", shown("etc/extra.conf"));
+        assert!(t.contains(&include), "{t}");
+        t.replacen(
+            &include,
+            &format!(
+                "include = [{:?}, {:?}, {:?}]",
+                shown("etc"),
+                shown("keys"),
+                shown("mnt")
+            ),
+            1,
+        )
+    });
+    let key_hashes: Vec<String> = ["signing.key", "archive.key", "backup.key"]
+        .iter()
+        .map(|k| sha256_hex(&std::fs::read(w.path("keys").join(k)).expect("key")))
+        .collect();
+
+    let report = backup(&w);
+    let mut excluded: Vec<String> = report["excluded"]
+        .as_array()
+        .expect("excluded")
+        .iter()
+        .map(|e| {
+            assert!(
+                e["reason"].as_str().expect("reason").contains("[keys] dir"),
+                "{e}"
+            );
+            e["path"].as_str().expect("path").to_string()
+        })
+        .collect();
+    excluded.sort();
+    assert_eq!(
+        excluded,
+        [
+            shown("etc/signing-copy.key"),
+            shown("keys"),
+            shown("mnt/keys")
+        ]
+    );
+    let name = report["backup"].as_str().expect("name");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(file(&w, &format!("{name}.manifest.json"))).expect("read"),
+    )
+    .expect("json");
+    let entries = manifest["body"]["entries"].as_array().expect("entries");
+    for e in entries {
+        let sha = e["sha256"].as_str().expect("sha256");
+        assert!(
+            !key_hashes.iter().any(|k| k == sha),
+            "a key was stored: {e}"
+        );
+    }
+    let stored = |source: &str| entries.iter().filter(|e| e["source"] == source).count();
+    assert_eq!(
+        stored(&w.config.display().to_string()),
+        1,
+        "the config once"
+    );
+    assert_eq!(stored(&shown("etc/extra.conf")), 1);
+    assert_eq!(stored(&shown("mnt/readme.txt")), 1);
+    run(w.ops().args(["verify", name])).expect_code(0);
+}

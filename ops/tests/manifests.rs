@@ -2,14 +2,16 @@
 //! that manifests written by earlier versions keep verifying and later versions may add fields.
 //!
 //! `fixtures/format1` holds a backup and an archive written by the format-1 code (see its
-//! README); these tests run the real binary on copies of them.
+//! README); these tests run the real binary on copies of them. That backup also holds the
+//! keys directory, as backups did before keys were excluded: restoring it must not write them
+//! back.
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use common::{run, World};
+use common::{run, TestDb, World};
 use ransomeye_kernel::keys::KeyDir;
 
 const BACKUP: &str = "ransomeye_20261201T152752Z";
@@ -141,4 +143,69 @@ fn an_archive_manifest_with_a_field_added_later_verifies_and_any_changed_byte_fa
     assert_ne!(changed, text);
     std::fs::write(&manifest, changed).expect("write");
     run(w.ops().args(["archive", "verify", "--all"])).expect_code(65);
+}
+
+#[test]
+fn restoring_a_backup_that_holds_keys_never_writes_into_the_keys_dir() {
+    let w = fixture_world();
+    // The backup's files go to DIR/tmp/rfx/etc/…; make DIR/tmp/rfx/etc/keys the live keys
+    // directory, as `--files-to / --yes` on the machine that made it would find it.
+    let files_to = w.path("restored");
+    let live_keys = files_to.join("tmp/rfx/etc/keys");
+    std::fs::create_dir_all(&live_keys).expect("mkdir");
+    std::fs::set_permissions(&live_keys, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let mut inodes = Vec::new();
+    for key in ["signing.key", "archive.key", "backup.key"] {
+        let to = live_keys.join(key);
+        std::fs::copy(w.path("keys").join(key), &to).expect("copy key");
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        inodes.push((to.clone(), std::fs::metadata(&to).expect("meta").ino()));
+    }
+    let config = std::fs::read_to_string(&w.config)
+        .expect("config")
+        .replacen(
+            &format!("dir = {:?}", w.path("keys").display().to_string()),
+            &format!("dir = {:?}", live_keys.display().to_string()),
+            1,
+        );
+    std::fs::write(&w.config, config).expect("write config");
+
+    let target = TestDb::empty();
+    let out = run(w
+        .ops()
+        .args([
+            "--json",
+            "restore",
+            BACKUP,
+            "--yes",
+            "--target-database-url",
+            &target.url,
+            "--files-to",
+        ])
+        .arg(&files_to));
+    out.expect_code(0);
+    let outcome = out.json()["outcome"].clone();
+    // kernel.toml (stored twice in that backup) once, and the file with the awkward name.
+    assert_eq!(outcome["files_restored"], 2, "{outcome}");
+    let mut excluded: Vec<String> = outcome["files_excluded"]
+        .as_array()
+        .expect("excluded")
+        .iter()
+        .map(|e| e["path"].as_str().expect("path").to_string())
+        .collect();
+    excluded.sort();
+    assert_eq!(
+        excluded,
+        ["archive.key", "backup.key", "signing.key"]
+            .map(|k| live_keys.join(k).display().to_string())
+    );
+    for (key, ino) in inodes {
+        assert_eq!(
+            std::fs::metadata(&key).expect("key").ino(),
+            ino,
+            "{} was replaced",
+            key.display()
+        );
+    }
+    assert!(files_to.join("tmp/rfx/etc/kernel.toml").exists());
 }

@@ -32,6 +32,7 @@
 
 pub(crate) mod bundle;
 pub(crate) mod check;
+pub(crate) mod fence;
 pub(crate) mod manifest;
 
 use std::io::{Read, Seek, Write};
@@ -88,6 +89,8 @@ struct Report {
     entries_stored: usize,
     entries_unchanged: u64,
     skipped: Vec<String>,
+    /// Paths left out on purpose (the keys directory), with the reason.
+    excluded: Vec<fence::Excluded>,
     /// Backups an interrupted run left committed up to the manifest, completed by this run.
     completed: Vec<String>,
     /// Data files without a manifest: kept, reported.
@@ -119,6 +122,7 @@ struct Job {
     zstd_level: i32,
     config_files: Vec<PathBuf>,
     artifacts_dir: Option<PathBuf>,
+    keys_fence: fence::KeysFence,
     pg_bin_dir: Option<PathBuf>,
     database_url: String,
     backup_key: SymmetricKey,
@@ -145,6 +149,7 @@ impl Job {
             zstd_level: config.backup.zstd_level,
             config_files,
             artifacts_dir: config.backup.artifacts_dir.clone(),
+            keys_fence: fence::KeysFence::new(&config.keys.dir)?,
             pg_bin_dir: config.backup.pg_bin_dir.clone(),
             database_url: config.database.url.clone(),
             backup_key: KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?,
@@ -242,6 +247,7 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
             .count();
         report.entries_unchanged = written.0.unchanged;
         report.skipped = written.0.skipped.clone();
+        report.excluded = written.0.excluded.clone();
         report.dump = Some(manifest.body.dump.clone());
         report.files = Some(manifest.body.files.clone());
 
@@ -733,12 +739,14 @@ async fn write_bundle(
     let dir = job.dir.clone();
     let key = job.backup_key.clone();
     let trust_keys = job.trust_keys.clone();
+    let fence = job.keys_fence.clone();
     tokio::task::spawn_blocking(move || {
         let sources = bundle::Sources {
             config: sources_config,
             artifacts_dir: artifacts_dir.as_deref(),
             previous: &previous,
             name: &name,
+            fence: &fence,
         };
         let spool = EnvelopeReader::open(std::io::BufReader::new(intel.file), &intel.key)
             .map_err(|e| OpsError::stream(&shown, e))?;
@@ -920,6 +928,9 @@ fn print_report(ctx: &Context, r: &Report) -> Result<(), OpsError> {
     );
     for s in &r.skipped {
         println!("  skipped (not a regular file): {s}");
+    }
+    for e in &r.excluded {
+        println!("  excluded {}: {}", e.path, e.reason);
     }
     for c in &r.completed {
         println!("  completed backup {c}, which an interrupted run had written up to its manifest");
