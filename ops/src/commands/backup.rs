@@ -149,12 +149,13 @@ impl Job {
             zstd_level: config.backup.zstd_level,
             config_files,
             artifacts_dir: config.backup.artifacts_dir.clone(),
-            keys_fence: fence::KeysFence::new(&config.keys.dir)?,
             pg_bin_dir: config.backup.pg_bin_dir.clone(),
             database_url: config.database.url.clone(),
             backup_key: KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?,
             signing_key: crate::trust::signing_key(config)?,
             trust_keys: crate::trust::verifying_keys(config)?,
+            // After the keys: a missing or unreadable keys directory is their error to report.
+            keys_fence: fence::KeysFence::new(&config.keys.dir)?,
             json: ctx.json,
         })
     }
