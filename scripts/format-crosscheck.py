@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Cross-check docs/FORMAT.md against its own test vectors and core/kernel/tests/vectors/.
 
-This is an independent implementation of the envelope format written from docs/FORMAT.md alone
-(sections 1 "Key ids" and 2 "The envelope"), NOT from the Rust sources. If it agrees with the
-vectors, the document is a sufficient specification.
+This is an independent implementation of the envelope format and of signed manifests written from
+docs/FORMAT.md alone (sections 1 "Key ids", 2 "The envelope" and 4.1 "Signed documents"), NOT from
+the Rust sources. If it agrees with the vectors, the document is a sufficient specification.
 
 Checks:
   * every ```vector block in docs/FORMAT.md: decrypt(ciphertext, key) == plaintext, and
@@ -11,7 +11,10 @@ Checks:
   * every line of core/kernel/tests/vectors/expected.txt (`file key outcome`):
       ok:<sha256>  -> the file decrypts and the plaintext has that SHA-256;
       anything else -> the file is rejected (the error kind this decryptor reports is printed and
-                       compared with the expected one for information).
+                       compared with the expected one for information);
+  * every manifest in ops/tests/fixtures/format1 (written by the format-1 code) verifies against the
+    fixtures' trust public key, the example of section 4.1 has the stated length, and every one-byte
+    change to a manifest's body outside whitespace between tokens fails.
 
 Usage (from the repository root):  python3 scripts/format-crosscheck.py
 Exit status: 0 if every check passes, 1 otherwise. Requires the `cryptography` package.
@@ -24,7 +27,8 @@ import re
 import struct
 import sys
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -161,6 +165,114 @@ def decrypt(data: bytes, key: bytes, key_purpose: str = "archive") -> bytes:
         i += 1
 
 
+# --- section 4.1: signed documents -----------------------------------------------------------------
+
+JSON_WS = b" \t\n\r"
+
+
+def value_end(data: bytes, start: int) -> int:
+    """End (exclusive) of the JSON object or array opening at data[start]."""
+    depth, in_string, escaped = 0, False, False
+    for i in range(start, len(data)):
+        b = data[i:i + 1]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif b == b"\\":
+                escaped = True
+            elif b == b'"':
+                in_string = False
+        elif b == b'"':
+            in_string = True
+        elif b in (b"{", b"["):
+            depth += 1
+        elif b in (b"}", b"]"):
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    raise ValueError("unterminated value")
+
+
+def signed_message(body: bytes) -> bytes:
+    """Step 2: the body without the whitespace between tokens; strings byte for byte."""
+    out, in_string, escaped = bytearray(), False, False
+    for c in body:
+        b = bytes([c])
+        if in_string:
+            out += b
+            if escaped:
+                escaped = False
+            elif b == b"\\":
+                escaped = True
+            elif b == b'"':
+                in_string = False
+        elif b not in JSON_WS:
+            in_string = b == b'"'
+            out += b
+    return bytes(out)
+
+
+def verify_manifest(data: bytes, public_key: bytes) -> str:
+    """'' if the signed document verifies, else why not."""
+    import json
+
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        return f"not JSON: {e}"
+    if not isinstance(doc, dict) or sorted(doc) != ["body", "signature", "signing_key_id"]:
+        return "not exactly body, signing_key_id, signature"
+    # Step 1: the bytes of the body value as stored (the top-level member named "body").
+    m = re.match(rb'\s*\{\s*"body"\s*:\s*', data)
+    if not m:
+        return "body is not the first member (this checker only finds it there)"
+    body = data[m.end():value_end(data, m.end())]
+    kid = hashlib.sha256(public_key).digest()[:8].hex()
+    if doc["signing_key_id"] != kid:
+        return f"signing_key_id {doc['signing_key_id']} is not the trust key {kid}"
+    sig = doc["signature"]
+    if not re.fullmatch(r"[0-9a-f]{128}", sig):
+        return "signature is not 128 lower-case hex digits"
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(bytes.fromhex(sig), signed_message(body))
+    except InvalidSignature:
+        return "signature does not verify"
+    return ""
+
+
+def check_manifests(rep: "Report", root: str):
+    text = open(os.path.join(root, "docs", "FORMAT.md"), encoding="utf-8").read()
+    example = re.search(r"is signed as the (\d+) bytes `([^`]*)`", text)
+    stored = re.search(r"Example: the stored body\n\n```json\n(.*?)```", text, re.S)
+    if example and stored:
+        msg = signed_message(stored.group(1).strip().encode())
+        rep.check(msg == example.group(2).encode() and len(msg) == int(example.group(1)),
+                  "FORMAT.md 4.1 example", f"{len(msg)} bytes: {msg.decode()}")
+    else:
+        rep.check(False, "FORMAT.md 4.1 example", "not found")
+    fixtures = os.path.join(root, "ops", "tests", "fixtures", "format1")
+    config = open(os.path.join(fixtures, "kernel.toml"), encoding="utf-8").read()
+    public_key = bytes.fromhex(re.search(r'public_key = "([0-9a-f]{64})"', config).group(1))
+    for sub in ("backups", "archive"):
+        for fname in sorted(os.listdir(os.path.join(fixtures, sub))):
+            if not fname.endswith(".manifest.json"):
+                continue
+            data = open(os.path.join(fixtures, sub, fname), "rb").read()
+            why = verify_manifest(data, public_key)
+            rep.check(why == "", f"{sub}/{fname}", why or "verifies")
+            start = re.match(rb'\s*\{\s*"body"\s*:\s*', data).end()
+            end = value_end(data, start)
+            accepted = []
+            for i in range(start, end):
+                if data[i:i + 1] in JSON_WS and not signed_message(data[start:i + 1]).endswith(data[i:i + 1]):
+                    continue  # whitespace between tokens is not signed
+                changed = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+                if verify_manifest(changed, public_key) == "":
+                    accepted.append(i)
+            rep.check(not accepted, f"{sub}/{fname} changed", f"{end - start} body bytes flipped one at a time, "
+                      f"{len(accepted)} accepted {accepted[:5]}")
+
+
 # --- driver ----------------------------------------------------------------------------------------
 
 KEYS = {"doc": bytes(range(32)), "other": b"\xee" * 32}
@@ -274,6 +386,7 @@ def main() -> int:
     # Sanity check of section 1 against the doc vectors' header key id (bytes 14..22).
     check_doc_vectors(rep, root)
     check_vector_files(rep, root)
+    check_manifests(rep, root)
     print(f"{rep.passed} passed, {rep.failed} failed")
     return 0 if rep.failed == 0 else 1
 

@@ -110,15 +110,17 @@ Subcommands list, verify, cat and restore inspect or bring back archives.",
         long_about = "\
 Take one consistent, encrypted, verified backup of the database and the files around it.
 
-Procedure: lock (one backup at a time) -> remove what an interrupted backup left -> open a REPEATABLE READ
+Procedure: lock (one backup at a time) -> complete or remove the temp files an interrupted backup left -> open a REPEATABLE READ
 snapshot (no write lock: writers carry on) -> pg_dump --snapshot (custom format) -> zstd -> encrypt (backup key)
 -> ransomeye_<UTC YYYYMMDDTHHMMSSZ>.enc, read back in full as it is written (decrypt, decompress, hashes,
 pg_restore --list), while counting every table's rows and exporting the intel graph in the same snapshot
 -> tar of the kernel configuration, [backup] include, the intel graph export and [backup] artifacts_dir
-(incremental: unchanged artifacts are referenced from the backup holding them) -> zstd -> encrypt ->
-ransomeye_<ts>.files.enc, read back -> signed manifest ransomeye_<ts>.manifest.json (written last) -> the
+(each file once, never anything in [keys] dir; incremental: unchanged artifacts are referenced from the
+backup holding them) -> zstd -> encrypt ->
+ransomeye_<ts>.files.enc, read back -> signed manifest ransomeye_<ts>.manifest.json (committed last) -> the
 committed files hashed against it -> retention: keep the newest --keep backups that check out.
-The plaintext dump never touches the disk. A failed dump never becomes a file under a final name.
+The plaintext dump never touches the disk. A failed dump never becomes a file under a final name. Data files
+without a manifest (orphans: their manifest was lost) are reported and never deleted.
 
 Touches: files in [backup] dir (creates three, deletes backups beyond --keep); reads the database.",
         after_long_help = "Exit codes: 0 verified, 65 the new backup failed verification, 69 database unreachable or pg_dump\nmissing/too old, 73 backup dir missing or not writable, 74 I/O error or disk full (older backups intact),\n75 another backup is running, 77 permission or key problem, 78 configuration error.\n\nExamples:\n  ransomeye-ops backup\n  ransomeye-ops --json backup --keep 14\n  ransomeye-ops backup list\n  ransomeye-ops backup cat ransomeye_20261123T020000Z | pg_restore --list"
@@ -133,7 +135,8 @@ authenticated decrypt; the dump streamed through `pg_restore --list` (no plainte
 against the manifest; the intel graph export's integrity and digest; artifacts kept in older backups.
 
 Touches nothing.",
-        after_long_help = "Exit codes: 0 all verified, 65 a backup failed (each is named with what failed), 66 no such backup,\n69 pg_restore missing or too old, 77 backup key not available.\n\nExamples:\n  ransomeye-ops verify ransomeye_20261123T020000Z\n  ransomeye-ops --json verify --all"
+        after_long_help = "Exit codes: 0 all verified, 65 a backup failed (each is named with what failed) or, with --all, an orphan data
+file (no manifest) is present, 66 no such backup,\n69 pg_restore missing or too old, 77 backup key not available.\n\nExamples:\n  ransomeye-ops verify ransomeye_20261123T020000Z\n  ransomeye-ops --json verify --all"
     )]
     Verify(VerifyArgs),
 
@@ -144,10 +147,10 @@ Restore a backup: check its manifest; refuse a target database that has tables u
 [services] stop; stream decrypt -> pg_restore (stdin, --exit-on-error, --single-transaction), verifying the
 dump as it streams and the file bundle beside it, and holding the dump's last bytes back until both checked
 out, so a damaged backup restores nothing and a failed restore leaves the target as it was; restore files under --files-to (following the incremental chain for artifacts;
-existing files are only replaced with --yes); compare every table's row count and the intel graph digest with
-the manifest; run [services] start, also when the restore failed or was interrupted. On SIGINT,
-SIGTERM or SIGHUP a running stop command is killed, or the restore stops before pg_restore starts
-or commits (the target stays as it was); [services] start is run either way; exit code 75.
+existing files are only replaced with --yes; nothing is ever written into [keys] dir); compare every table's
+row count and the intel graph digest with the manifest; run [services] start, also when the restore failed or was
+interrupted. On SIGINT, SIGTERM or SIGHUP a running stop command is killed, or the restore stops before pg_restore
+starts or commits (the target stays as it was); [services] start is run either way; exit code 75.
 
 Touches: the target database; files under --files-to; the configured services.",
         after_long_help = "Exit codes: 0 restored and matching, 65 backup damaged (nothing restored) or restored data does not match,\n66 no such backup, 69 database unreachable or pg_restore missing, 73 target database not empty (use --clean)\nor a file exists (use --yes), 75 interrupted by a signal (services started), 77 key not available.\n\nExample:\n  ransomeye-ops restore ransomeye_20261123T020000Z --target-database-url postgres://postgres@db2/ransomeye \\\n    --files-to /srv/restore"

@@ -639,38 +639,147 @@ fn a_dump_that_does_not_read_back_as_written_is_not_kept_and_older_ones_stay() {
     backup(&w);
 }
 
+/// Names in the backup dir that are not the lock file.
+fn backup_dir_files(w: &World) -> Vec<String> {
+    w.list("backups")
+        .into_iter()
+        .filter(|n| !n.starts_with(".backup.lock"))
+        .collect()
+}
+
 #[test]
-fn data_files_without_a_manifest_are_not_a_backup_and_the_next_run_removes_them() {
+fn a_run_killed_while_committing_is_completed_by_the_next_run_and_never_leaves_an_orphan() {
+    // Before any rename (all three files durable as temp files), and with the dump renamed.
+    for failpoint in ["backup-before-commit", "backup-before-manifest"] {
+        let w = world();
+        let out = run(w.ops().env("RANSOMEYE_FAILPOINT", failpoint).arg("backup"));
+        assert_ne!(out.code, 0, "{failpoint}: the failpoint aborts the run");
+        assert!(backups(&w).is_empty(), "{failpoint}: not committed");
+        let left = backup_dir_files(&w);
+        assert!(
+            left.iter().any(|n| n.contains(".manifest.json.tmp-")),
+            "{failpoint}: {left:?}"
+        );
+        // Nothing is an orphan meanwhile: the temp manifest says the backup is being committed.
+        run(w.ops().args(["verify", "--all"])).expect_code(0);
+        run(w.ops().args(["backup", "list"])).expect_code(0);
+        let report = backup(&w);
+        let completed = report["completed"].as_array().expect("completed").clone();
+        assert_eq!(completed.len(), 1, "{failpoint}: {report}");
+        let name = completed[0].as_str().expect("name");
+        run(w.ops().args(["verify", name])).expect_code(0);
+        run(w.ops().args(["verify", "--all"])).expect_code(0);
+        assert_eq!(backups(&w).len(), 2, "{failpoint}");
+        assert!(
+            backup_dir_files(&w).iter().all(|n| !n.contains(".tmp-")),
+            "{failpoint}: {:?}",
+            backup_dir_files(&w)
+        );
+    }
+}
+
+#[test]
+fn a_kill_while_retention_deletes_a_backup_is_finished_by_the_next_run() {
     let w = world();
+    let first = backup(&w)["backup"].as_str().expect("name").to_string();
+    std::fs::remove_dir_all(w.path("artifacts/case-1")).expect("rm artifacts");
+    let second = backup(&w)["backup"].as_str().expect("name").to_string();
+    // Retention (keep 1) deletes the older backups; the run dies in the middle of deleting one,
+    // its manifest and data files moved to temp names, none removed yet.
     let out = run(w
         .ops()
-        .env("RANSOMEYE_FAILPOINT", "backup-before-manifest")
-        .arg("backup"));
+        .env("RANSOMEYE_FAILPOINT", "backup-remove-before-delete")
+        .args(["backup", "--keep", "1"]));
     assert_ne!(out.code, 0, "the failpoint aborts the run");
-    let leftover: Vec<String> = w
-        .list("backups")
-        .into_iter()
-        .filter(|n| n.ends_with(".enc") && !n.starts_with('.'))
-        .collect();
-    assert_eq!(
-        leftover.len(),
-        1,
-        "the dump was committed, the manifest not: {leftover:?}"
-    );
-    assert!(backups(&w).is_empty());
-    run(w.ops().args(["verify", &leftover[0]]))
-        .expect_code(65)
-        .stderr_has("interrupted backup");
+    // Meanwhile nothing is an orphan and every committed backup verifies.
     run(w.ops().args(["verify", "--all"])).expect_code(0);
-    run(w.ops().arg("backup")).expect_code(0);
-    // The new backup may reuse the name (same second); either way every data file now belongs
-    // to a backup with a manifest.
-    let names = backups(&w);
-    assert_eq!(names.len(), 1);
-    for n in w.list("backups").iter().filter(|n| n.ends_with(".enc")) {
-        assert!(n.starts_with(&names[0]), "leftover {n} not removed");
+    run(w.ops().args(["backup", "list"])).expect_code(0);
+    // The rerun puts the half-deleted backup back and deletes it properly.
+    let report = {
+        let out = run(w.ops().args(["--json", "backup", "--keep", "1"]));
+        out.expect_code(0);
+        out.json()
+    };
+    assert_eq!(report["completed"], serde_json::json!([first]), "{report}");
+    let left = backups(&w);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        !left.contains(&first) && !left.contains(&second),
+        "{left:?}"
+    );
+    run(w.ops().args(["verify", "--all"])).expect_code(0);
+    assert!(
+        backup_dir_files(&w).iter().all(|n| n.starts_with(&left[0])),
+        "{:?}",
+        backup_dir_files(&w)
+    );
+}
+
+#[test]
+fn a_backup_whose_manifest_was_lost_is_an_orphan_reported_everywhere_and_never_deleted() {
+    let w = world();
+    let name = backup(&w)["backup"].as_str().expect("name").to_string();
+    let manifest = file(&w, &format!("{name}.manifest.json"));
+    let saved = std::fs::read(&manifest).expect("read manifest");
+    std::fs::remove_file(&manifest).expect("lose the manifest");
+    let dump = std::fs::read(file(&w, &format!("{name}.enc"))).expect("dump");
+    // Temp-looking files that are not the atomic writer's: not the tool's to delete.
+    let foreign = [
+        ".ransomeye_notes.tmp-keep",
+        &format!(".{name}.enc.tmp-backup-copy"),
+    ];
+    for f in foreign {
+        std::fs::write(w.path("backups").join(f), b"mine").expect("write");
     }
-    assert!(w.list("backups").iter().all(|n| !n.contains(".tmp-")));
+    let orphans = [format!("{name}.enc"), format!("{name}.files.enc")];
+
+    let list = run(w.ops().args(["--json", "backup", "list"]));
+    list.expect_code(65)
+        .stderr_has("no manifest")
+        .stderr_has(&orphans[0]);
+    let rows = serde_json::Deserializer::from_str(&list.stdout)
+        .into_iter::<serde_json::Value>()
+        .next()
+        .expect("rows")
+        .expect("json");
+    assert_eq!(rows.as_array().expect("rows").len(), 2, "{rows}");
+    assert!(rows[0]["state"]
+        .as_str()
+        .expect("state")
+        .starts_with("orphan"));
+    run(w.ops().args(["verify", "--all"]))
+        .expect_code(65)
+        .stderr_has(&orphans[1]);
+    run(w.ops().args(["verify", &name]))
+        .expect_code(65)
+        .stderr_has("no manifest");
+    let health = run(w.ops().args(["--json", "health"]));
+    assert_ne!(health.code, 0, "{}", health.stdout);
+    let disk = health.json()["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "disk")
+        .cloned()
+        .expect("disk check");
+    assert_eq!(disk["status"], "warning", "{disk}");
+    assert_eq!(disk["metrics"]["backup_orphans"], 2.0, "{disk}");
+
+    // The next backup reports them and deletes nothing.
+    let report = backup(&w);
+    assert_eq!(report["orphans"], serde_json::json!(orphans));
+    assert_eq!(
+        std::fs::read(file(&w, &format!("{name}.enc"))).expect("still there"),
+        dump
+    );
+    for f in foreign {
+        assert!(w.path("backups").join(f).exists(), "{f} kept");
+        std::fs::remove_file(w.path("backups").join(f)).expect("rm");
+    }
+    // With its manifest back, it is a backup again.
+    std::fs::write(&manifest, saved).expect("put the manifest back");
+    run(w.ops().args(["verify", "--all"])).expect_code(0);
+    run(w.ops().args(["backup", "list"])).expect_code(0);
 }
 
 #[test]
@@ -691,4 +800,116 @@ fn an_artifact_whose_holding_backup_was_lost_is_stored_again() {
     assert_eq!(report["entries_unchanged"], 0);
     let third = report["backup"].as_str().expect("name");
     run(w.ops().args(["verify", third])).expect_code(0);
+}
+
+/// A bind mount for the life of the guard (needs root, as the tests run).
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(from: &std::path::Path, to: &std::path::Path) -> BindMount {
+        assert!(
+            common::is_root(),
+            "a bind mount needs root (scripts/test runs as root)"
+        );
+        let status = Command::new("mount")
+            .arg("--bind")
+            .arg(from)
+            .arg(to)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount --bind failed");
+        BindMount(to.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+#[test]
+fn the_keys_dir_is_never_backed_up_however_it_is_reached_and_each_file_is_stored_once() {
+    let w = world();
+    // [keys] dir named through a symlink; the directory itself in `include`, and reached again
+    // through a bind mount under another included directory; a hard link to the signing key
+    // beside the configuration, which `include` covers as well.
+    std::os::unix::fs::symlink(w.path("keys"), w.path("keys-alias")).expect("symlink");
+    std::fs::hard_link(w.path("keys/signing.key"), w.path("etc/signing-copy.key")).expect("link");
+    std::fs::create_dir_all(w.path("mnt/keys")).expect("mkdir");
+    std::fs::write(w.path("mnt/readme.txt"), b"bound\n").expect("write");
+    let _bind = BindMount::new(&w.path("keys"), &w.path("mnt/keys"));
+    let shown = |p: &str| w.path(p).display().to_string();
+    w.edit_config(|t| {
+        let t = t.replacen(
+            &format!("dir = {:?}", shown("keys")),
+            &format!("dir = {:?}", shown("keys-alias")),
+            1,
+        );
+        let include = format!("include = [{:?}]", shown("etc/extra.conf"));
+        assert!(t.contains(&include), "{t}");
+        t.replacen(
+            &include,
+            &format!(
+                "include = [{:?}, {:?}, {:?}]",
+                shown("etc"),
+                shown("keys"),
+                shown("mnt")
+            ),
+            1,
+        )
+    });
+    let key_hashes: Vec<String> = ["signing.key", "archive.key", "backup.key"]
+        .iter()
+        .map(|k| sha256_hex(&std::fs::read(w.path("keys").join(k)).expect("key")))
+        .collect();
+
+    let report = backup(&w);
+    let mut excluded: Vec<String> = report["excluded"]
+        .as_array()
+        .expect("excluded")
+        .iter()
+        .map(|e| {
+            assert!(
+                e["reason"].as_str().expect("reason").contains("[keys] dir"),
+                "{e}"
+            );
+            e["path"].as_str().expect("path").to_string()
+        })
+        .collect();
+    excluded.sort();
+    assert_eq!(
+        excluded,
+        [
+            shown("etc/signing-copy.key"),
+            shown("keys"),
+            shown("mnt/keys")
+        ]
+    );
+    let name = report["backup"].as_str().expect("name");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(file(&w, &format!("{name}.manifest.json"))).expect("read"),
+    )
+    .expect("json");
+    let entries = manifest["body"]["entries"].as_array().expect("entries");
+    for e in entries {
+        let sha = e["sha256"].as_str().expect("sha256");
+        assert!(
+            !key_hashes.iter().any(|k| k == sha),
+            "a key was stored: {e}"
+        );
+    }
+    let stored = |source: &str| entries.iter().filter(|e| e["source"] == source).count();
+    assert_eq!(
+        stored(&w.config.display().to_string()),
+        1,
+        "the config once"
+    );
+    assert_eq!(stored(&shown("etc/extra.conf")), 1);
+    assert_eq!(stored(&shown("mnt/readme.txt")), 1);
+    run(w.ops().args(["verify", name])).expect_code(0);
 }

@@ -323,9 +323,9 @@ fn a_signal_before_the_backup_commit_abandons_it_and_leaves_no_file() {
     let mut r = Running::start(
         w.ops()
             .arg("backup")
-            .env("RANSOMEYE_FAILPOINT", "backup-before-commit"),
+            .env("RANSOMEYE_FAILPOINT", "backup-commit-safe-point"),
     );
-    r.wait_for("failpoint backup-before-commit: paused");
+    r.wait_for("failpoint backup-commit-safe-point: paused");
     r.signal(Signal::SIGTERM);
     r.finish()
         .expect_code(75)

@@ -90,6 +90,15 @@ impl AtomicFile {
         &self.temp_path
     }
 
+    /// Makes the contents durable under the temporary name (fsync), leaving the file uncommitted:
+    /// for a caller that must record the file elsewhere (a manifest) before it gets its name.
+    pub fn sync(&mut self) -> Result<(), PathError> {
+        let temp = self.temp_path.clone();
+        self.file_mut()
+            .and_then(|f| f.sync_all())
+            .map_err(PathError::at(FileAction::Sync, &temp))
+    }
+
     /// Makes the file durable and visible under its final name.
     ///
     /// Order: fsync the data, rename (no-replace unless allowed), fsync the directory.
@@ -170,6 +179,68 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX) && name.contains(TEMP_MARKER)
 }
 
+/// The final name a temporary file was made for: `Some("x")` for `.x.tmp-<16 hex digits>`,
+/// exactly the names [`AtomicFile`] and [`rename_to_temp`] create, `None` for anything else.
+/// Stricter than [`is_temp_name`]: for callers that delete what it recognises.
+pub fn temp_target(name: &str) -> Option<&str> {
+    let (target, suffix) = name.strip_prefix(TEMP_PREFIX)?.rsplit_once(TEMP_MARKER)?;
+    let random = suffix.len() == 2 * TEMP_RANDOM_BYTES
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (random && !target.is_empty()).then_some(target)
+}
+
+/// Moves a committed file back to a temporary name of its own (`.<name>.tmp-<random>`), as the
+/// first step of deleting it: a crash after this leaves what an unfinished run leaves, which
+/// the next run recognises with [`temp_target`]. Returns the temporary path.
+pub fn rename_to_temp(path: &Path) -> Result<PathBuf, PathError> {
+    let name = path.file_name().ok_or_else(|| {
+        PathError::new(
+            FileAction::Rename,
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+        )
+    })?;
+    let dir = parent_dir(path);
+    let mut last_err = None;
+    for _ in 0..8 {
+        let temp = dir.join(temp_name(name, &dir)?);
+        match rename_no_replace(path, &temp) {
+            Ok(()) => return Ok(temp),
+            Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        PathError::new(
+            FileAction::Rename,
+            path,
+            io::Error::from(io::ErrorKind::AlreadyExists),
+        )
+    }))
+}
+
+/// Random bytes in a temporary name (hex-encoded).
+const TEMP_RANDOM_BYTES: usize = 8;
+
+/// A fresh temporary name for a file called `name` (in `dir`, named in errors).
+fn temp_name(name: &std::ffi::OsStr, dir: &Path) -> Result<OsString, PathError> {
+    let mut suffix = [0u8; TEMP_RANDOM_BYTES];
+    SystemRandom::new().fill(&mut suffix).map_err(|_| {
+        PathError::new(
+            FileAction::Create,
+            dir,
+            io::Error::other("system random source failed"),
+        )
+    })?;
+    let mut temp_name = OsString::from(TEMP_PREFIX);
+    temp_name.push(name);
+    temp_name.push(TEMP_MARKER);
+    temp_name.push(hex::encode(suffix));
+    Ok(temp_name)
+}
+
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -178,22 +249,9 @@ fn parent_dir(path: &Path) -> PathBuf {
 }
 
 fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> Result<(File, PathBuf), PathError> {
-    let rng = SystemRandom::new();
     let mut last_err = None;
     for _ in 0..8 {
-        let mut suffix = [0u8; 8];
-        rng.fill(&mut suffix).map_err(|_| {
-            PathError::new(
-                FileAction::Create,
-                dir,
-                io::Error::other("system random source failed"),
-            )
-        })?;
-        let mut temp_name = OsString::from(TEMP_PREFIX);
-        temp_name.push(name);
-        temp_name.push(TEMP_MARKER);
-        temp_name.push(hex::encode(suffix));
-        let temp_path = dir.join(temp_name);
+        let temp_path = dir.join(temp_name(name, dir)?);
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -298,6 +356,42 @@ mod tests {
 
         write_atomic(&target, b"replaced", owner_only(), Replace::Allowed).expect("replace");
         assert_eq!(fs::read(&target).expect("read"), b"replaced");
+    }
+
+    #[test]
+    fn temp_target_recognises_exactly_the_temp_names_made_here() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("out.bin");
+        let f = AtomicFile::create(&target, owner_only()).expect("create");
+        let made = f
+            .temp_path()
+            .file_name()
+            .expect("name")
+            .to_str()
+            .expect("utf-8");
+        assert_eq!(temp_target(made), Some("out.bin"));
+        drop(f);
+        fs::write(&target, b"x").expect("write");
+        let moved = rename_to_temp(&target).expect("rename");
+        assert!(!target.exists());
+        let moved_name = moved.file_name().expect("name").to_str().expect("utf-8");
+        assert_eq!(temp_target(moved_name), Some("out.bin"));
+        for other in [
+            "out.bin",
+            ".out.bin",
+            ".out.bin.tmp-",
+            ".out.bin.tmp-0123456789abcdef0",
+            ".out.bin.tmp-0123456789ABCDEF",
+            ".out.bin.tmp-probe-x1y2z3",
+            "x.out.bin.tmp-0123456789abcdef",
+            "..tmp-0123456789abcdef",
+        ] {
+            assert_eq!(temp_target(other), None, "{other}");
+        }
+        assert_eq!(
+            temp_target(".out.bin.tmp-0123456789abcdef"),
+            Some("out.bin")
+        );
     }
 
     #[test]

@@ -18,13 +18,21 @@
 //! names are hashed again against the signed manifest, so the bytes kept are the bytes that
 //! were read back.
 //!
-//! Durable order: the dump and the bundle are written to temp files and committed (fsync,
-//! rename, directory fsync); the manifest is written last and is the backup's commit point. An
-//! interrupted run leaves temp files or data files without a manifest; neither is a backup, and
-//! the next run removes them. Retention deletes old backups only after the new one verified.
+//! Durable order: the dump, the bundle and the manifest are written to temp files and fsynced;
+//! then the dump and the bundle are renamed to their names, and the manifest last: its rename
+//! is the backup's commit point. An interrupted run leaves only the atomic writer's temp files
+//! (`.<file>.tmp-<16 hex>`), plus data files under their names while its manifest is still a
+//! temp file. The next run finishes that ([`settle_interrupted`]): when the temp manifest is
+//! complete, signed, and names exactly the bytes of both data files, the backup is completed;
+//! otherwise the temp files are removed. Deleting a backup (retention, a failed verification)
+//! takes the same steps backwards ([`remove_backup`]). Nothing else is ever deleted: a data file
+//! under its name with neither a manifest nor a temp manifest is an orphan (its manifest was
+//! lost), reported by `backup`, `backup list`, `verify --all` and `health`, and kept.
+//! Retention deletes old backups only after the new one verified.
 
 pub(crate) mod bundle;
 pub(crate) mod check;
+pub(crate) mod fence;
 pub(crate) mod manifest;
 
 use std::io::{Read, Seek, Write};
@@ -32,7 +40,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
-use ransomeye_kernel::atomic_file::{AtomicFile, Replace};
+use ransomeye_kernel::access::Ownership;
+use ransomeye_kernel::atomic_file::AtomicFile;
 use ransomeye_kernel::config::Config;
 use ransomeye_kernel::envelope::{EnvelopeReader, EnvelopeWriter, Purpose};
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
@@ -80,6 +89,12 @@ struct Report {
     entries_stored: usize,
     entries_unchanged: u64,
     skipped: Vec<String>,
+    /// Paths left out on purpose (the keys directory), with the reason.
+    excluded: Vec<fence::Excluded>,
+    /// Backups an interrupted run left committed up to the manifest, completed by this run.
+    completed: Vec<String>,
+    /// Data files without a manifest: kept, reported.
+    orphans: Vec<String>,
     deleted: Vec<String>,
     kept_unverified: Vec<String>,
     phases_ms: Phases,
@@ -107,6 +122,7 @@ struct Job {
     zstd_level: i32,
     config_files: Vec<PathBuf>,
     artifacts_dir: Option<PathBuf>,
+    keys_fence: fence::KeysFence,
     pg_bin_dir: Option<PathBuf>,
     database_url: String,
     backup_key: SymmetricKey,
@@ -138,6 +154,8 @@ impl Job {
             backup_key: KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?,
             signing_key: crate::trust::signing_key(config)?,
             trust_keys: crate::trust::verifying_keys(config)?,
+            // After the keys: a missing or unreadable keys directory is their error to report.
+            keys_fence: fence::KeysFence::new(&config.keys.dir)?,
             json: ctx.json,
         })
     }
@@ -155,7 +173,8 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         let phase = Instant::now();
         let _lock = lock(&mut conn, &job).await?;
         report.phases_ms.lock = elapsed_ms(phase);
-        remove_leftovers(&job.dir)?;
+        report.completed = settle_interrupted(&job.dir, &job.trust_keys)?;
+        report.orphans = manifest::orphans(&job.dir)?;
 
         let phase = Instant::now();
         let previous = previous_entries(&job)?;
@@ -215,9 +234,9 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
         };
         let manifest = Manifest::sign(body, &job.signing_key)?;
         // The safe point: nothing is committed yet, and returning drops (removes) the temp files.
-        crate::failpoint::pause("backup-before-commit");
+        crate::failpoint::pause("backup-commit-safe-point");
         crate::interrupt::check("the new backup was not committed and its temp files were removed; older backups are untouched")?;
-        persist(dump_file, files_file, &manifest, &paths)?;
+        persist(dump_file, files_file, &manifest, &paths, &job.dir)?;
         report.backup = paths.name.clone();
         report.manifest = paths.manifest.clone();
         report.snapshot_time = snapshot.time.clone();
@@ -233,6 +252,7 @@ fn backup(ctx: &Context, keep: Option<u32>) -> Result<(), OpsError> {
             .count();
         report.entries_unchanged = written.0.unchanged;
         report.skipped = written.0.skipped.clone();
+        report.excluded = written.0.excluded.clone();
         report.dump = Some(manifest.body.dump.clone());
         report.files = Some(manifest.body.files.clone());
 
@@ -272,22 +292,117 @@ async fn lock(conn: &mut PgConnection, job: &Job) -> Result<RunLock, OpsError> {
     Ok(file_lock)
 }
 
-/// Step 2: temp files and data files without a manifest are what an interrupted run left.
-fn remove_leftovers(dir: &Path) -> Result<(), OpsError> {
-    crate::dirs::remove_temp_files(dir, &format!(".{}", manifest::PREFIX))?;
+/// Step 2: finish what an interrupted run (or removal) left, which is only ever temp files of
+/// the atomic writer named after a backup's files, and data files under their names beside a
+/// temp manifest. A backup without a manifest whose temp manifest is signed and names the exact
+/// bytes of both data files (under their names or in temp files) is completed; the other temp
+/// files are removed. Nothing else is touched. Call only while holding the lock. Returns the
+/// backups completed.
+fn settle_interrupted(
+    dir: &Path,
+    trust: &crate::trust::TrustKeys,
+) -> Result<Vec<String>, OpsError> {
+    let mut by_backup: std::collections::BTreeMap<String, Vec<(PathBuf, String)>> =
+        std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(PathError::at(FileAction::Read, dir))? {
         let entry = entry.map_err(PathError::at(FileAction::Read, dir))?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(name) = manifest::backup_name(&file_name) else {
+        let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !Paths::new(dir, name).manifest.exists() {
-            let path = entry.path();
-            tracing::info!(file = %path.display(), "removing a file of an interrupted backup (it has no manifest)");
-            std::fs::remove_file(&path).map_err(PathError::at(FileAction::Remove, &path))?;
+        let Some(target) = ransomeye_kernel::atomic_file::temp_target(&name) else {
+            continue;
+        };
+        let Some(backup) = manifest::backup_name(target) else {
+            continue;
+        };
+        if entry.path().symlink_metadata().is_ok_and(|m| m.is_file()) {
+            by_backup
+                .entry(backup.to_string())
+                .or_default()
+                .push((entry.path(), target.to_string()));
         }
     }
-    Ok(())
+    let mut completed = Vec::new();
+    for (backup, temps) in &by_backup {
+        let paths = Paths::new(dir, backup);
+        if complete(&paths, temps, trust)? {
+            tracing::info!(backup = %backup, "completed a backup an interrupted run had written up to its manifest");
+            completed.push(backup.clone());
+        }
+        for (temp, _) in temps {
+            match std::fs::remove_file(temp) {
+                Ok(()) => {
+                    tracing::info!(file = %temp.display(), "removed a temporary file left by an interrupted run")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(PathError::new(FileAction::Remove, temp, e).into()),
+            }
+        }
+    }
+    if !by_backup.is_empty() {
+        ransomeye_kernel::atomic_file::sync_dir(dir)?;
+    }
+    Ok(completed)
+}
+
+/// Completes backup `paths` from its temp files `temps` (path, final name) if it has no
+/// manifest, a temp manifest that parses, names it and verifies, and both data files it names
+/// with their exact size and SHA-256, each under its name or in a temp file. False otherwise.
+fn complete(
+    paths: &Paths,
+    temps: &[(PathBuf, String)],
+    trust: &crate::trust::TrustKeys,
+) -> Result<bool, OpsError> {
+    let file_name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    if paths.manifest.symlink_metadata().is_ok() {
+        return Ok(false);
+    }
+    let Some((manifest_temp, m)) = temps
+        .iter()
+        .filter(|(_, target)| Some(target) == file_name(&paths.manifest).as_ref())
+        .find_map(|(temp, _)| {
+            let m = Manifest::read(temp, "backup manifest").ok()?;
+            (m.body.name == paths.name && m.verify_signature(trust).is_ok()).then_some((temp, m))
+        })
+    else {
+        return Ok(false);
+    };
+    let mut renames = Vec::new();
+    for (final_path, expected) in [(&paths.dump, &m.body.dump), (&paths.files, &m.body.files)] {
+        if file_name(final_path).as_deref() != Some(expected.file.as_str()) {
+            return Ok(false);
+        }
+        let matches = |p: &Path| -> Result<bool, OpsError> {
+            let (bytes, sha256) = bundle::hash_file(p)?;
+            Ok(bytes == expected.bytes && sha256 == expected.sha256)
+        };
+        if final_path.symlink_metadata().is_ok() {
+            if !matches(final_path)? {
+                return Ok(false);
+            }
+            continue;
+        }
+        let mut found = None;
+        for (temp, target) in temps {
+            if *target == expected.file && matches(temp)? {
+                found = Some(temp);
+                break;
+            }
+        }
+        match found {
+            Some(temp) => renames.push((temp, final_path)),
+            None => return Ok(false),
+        }
+    }
+    // The data files first, the manifest last, as a run commits them; a hard link fails if the
+    // name exists, so nothing is ever replaced.
+    renames.push((manifest_temp, &paths.manifest));
+    for (temp, final_path) in renames {
+        std::fs::hard_link(temp, final_path)
+            .map_err(PathError::at(FileAction::Rename, final_path))?;
+        std::fs::remove_file(temp).map_err(PathError::at(FileAction::Remove, temp))?;
+    }
+    Ok(true)
 }
 
 /// The exported snapshot everything in one backup is taken from.
@@ -653,12 +768,14 @@ async fn write_bundle(
     let dir = job.dir.clone();
     let key = job.backup_key.clone();
     let trust_keys = job.trust_keys.clone();
+    let fence = job.keys_fence.clone();
     tokio::task::spawn_blocking(move || {
         let sources = bundle::Sources {
             config: sources_config,
             artifacts_dir: artifacts_dir.as_deref(),
             previous: &previous,
             name: &name,
+            fence: &fence,
         };
         let spool = EnvelopeReader::open(std::io::BufReader::new(intel.file), &intel.key)
             .map_err(|e| OpsError::stream(&shown, e))?;
@@ -705,17 +822,38 @@ fn sealed_file(path: &Path, d: &Digests) -> SealedFile {
     }
 }
 
-/// Step 6: the data files under their names, then the manifest (the commit point).
+/// Step 6: the data files and the manifest made durable under their temp names, then the data
+/// files renamed to their names, then the manifest (the commit point). A crash before that
+/// leaves what [`settle_interrupted`] completes or removes; a failure unmakes the backup.
 fn persist(
-    dump: AtomicFile,
-    files: AtomicFile,
+    mut dump: AtomicFile,
+    mut files: AtomicFile,
     manifest: &Manifest,
     paths: &Paths,
+    dir: &Path,
 ) -> Result<(), OpsError> {
-    dump.commit()?;
-    crate::failpoint::hit("backup-before-manifest");
-    files.commit()?;
-    manifest.write(&paths.manifest, Replace::Never)?;
+    dump.sync()?;
+    files.sync()?;
+    let mut manifest_file = AtomicFile::create(&paths.manifest, Ownership::secret_file())?;
+    manifest_file
+        .write_all(&manifest.to_vec()?)
+        .map_err(|e| PathError::new(FileAction::Write, manifest_file.temp_path(), e))?;
+    manifest_file.sync()?;
+    ransomeye_kernel::atomic_file::sync_dir(dir)?;
+    crate::failpoint::hit("backup-before-commit");
+    let committed = dump.commit().and_then(|_| {
+        crate::failpoint::hit("backup-before-manifest");
+        files.commit()?;
+        manifest_file.commit()
+    });
+    if let Err(e) = committed {
+        // The uncommitted temp files went with their writers; what was renamed is this run's.
+        remove_backup(dir, paths)?;
+        return Err(OpsError::from(e).hint(format!(
+            "the new backup {} could not be committed and was removed; older backups are untouched",
+            paths.name
+        )));
+    }
     Ok(())
 }
 
@@ -768,17 +906,33 @@ fn damage_for_test(path: &Path) -> Result<(), OpsError> {
     Ok(())
 }
 
-/// Deletes a backup: the manifest first (from that moment the rest are leftovers the next run
-/// removes, never a half backup), then its data files, then makes that durable.
+/// Deletes a backup, the commit steps backwards: the manifest moved to a temp name (the backup
+/// is no longer committed), then its data files, then the temp files removed, data first. A
+/// crash in between leaves temp files and perhaps data files beside a temp manifest, which the
+/// next run completes (and retention deletes again) or removes; never an orphan.
 fn remove_backup(dir: &Path, paths: &Paths) -> Result<(), OpsError> {
+    use ransomeye_kernel::atomic_file::{rename_to_temp, sync_dir};
+    let mut moved = Vec::new();
     for path in [&paths.manifest, &paths.dump, &paths.files] {
+        match path.symlink_metadata() {
+            Ok(_) => moved.push(rename_to_temp(path)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(PathError::new(FileAction::Read, path, e).into()),
+        }
+        if path == &paths.manifest {
+            sync_dir(dir)?;
+        }
+    }
+    sync_dir(dir)?;
+    crate::failpoint::hit("backup-remove-before-delete");
+    for path in &moved {
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(PathError::new(FileAction::Remove, path, e).into()),
         }
     }
-    Ok(ransomeye_kernel::atomic_file::sync_dir(dir)?)
+    Ok(sync_dir(dir)?)
 }
 
 fn print_report(ctx: &Context, r: &Report) -> Result<(), OpsError> {
@@ -803,6 +957,15 @@ fn print_report(ctx: &Context, r: &Report) -> Result<(), OpsError> {
     );
     for s in &r.skipped {
         println!("  skipped (not a regular file): {s}");
+    }
+    for e in &r.excluded {
+        println!("  excluded {}: {}", e.path, e.reason);
+    }
+    for c in &r.completed {
+        println!("  completed backup {c}, which an interrupted run had written up to its manifest");
+    }
+    for o in &r.orphans {
+        println!("  warning: {o} has no manifest (an orphan): kept, not a verifiable backup; see `ransomeye-ops backup list`");
     }
     for d in &r.deleted {
         println!("  retention: deleted {d}");
@@ -838,23 +1001,39 @@ fn list(ctx: &Context) -> Result<(), OpsError> {
             "bytes": m.as_ref().map(|m| m.body.dump.bytes + m.body.files.bytes),
         }));
     }
+    let orphans = manifest::orphans(&config.backup.dir)?;
+    for file in &orphans {
+        rows.push(serde_json::json!({
+            "backup": manifest::backup_name(file),
+            "file": file,
+            "state": manifest::ORPHAN_STATE,
+        }));
+    }
     if ctx.json {
-        return print_json(&rows);
+        print_json(&rows)?;
+    } else {
+        if rows.is_empty() {
+            println!("no backups in {}", config.backup.dir.display());
+        }
+        for r in rows {
+            let state = r["state"].as_str().unwrap_or_default();
+            if let Some(file) = r["file"].as_str() {
+                println!("{file}  {state}");
+                continue;
+            }
+            println!(
+                "{}  {}  {} rows  {} bytes  {state}",
+                r["backup"].as_str().unwrap_or_default(),
+                r["snapshot_time"].as_str().unwrap_or("?"),
+                r["rows"],
+                r["bytes"],
+            );
+        }
     }
-    if rows.is_empty() {
-        println!("no backups in {}", config.backup.dir.display());
+    match orphans.is_empty() {
+        true => Ok(()),
+        false => Err(manifest::orphans_error(&config.backup.dir, &orphans)),
     }
-    for r in rows {
-        println!(
-            "{}  {}  {} rows  {} bytes  {}",
-            r["backup"].as_str().unwrap_or_default(),
-            r["snapshot_time"].as_str().unwrap_or("?"),
-            r["rows"],
-            r["bytes"],
-            r["state"].as_str().unwrap_or_default()
-        );
-    }
-    Ok(())
 }
 
 /// `backup cat BACKUP`: the plain custom-format dump on stdout, for `pg_restore` by hand. The

@@ -190,6 +190,7 @@ fn parse_timeout(secs: f64) -> Result<Duration, OpsError> {
 
 async fn run_checks(config: &Config, timeout: Duration) -> Vec<Check> {
     let dirs = directories(config);
+    let backup_dir = config.backup.dir.clone();
     let (database, bus, disk, host) = tokio::join!(
         bounded(
             "database",
@@ -200,7 +201,24 @@ async fn run_checks(config: &Config, timeout: Duration) -> Vec<Check> {
         bounded(
             "disk",
             timeout,
-            on_own_thread("disk", move || check_disk(&dirs))
+            on_own_thread("disk", move || {
+                let mut disk = check_disk(&dirs);
+                // Data files whose backup manifest was lost: kept, and worth a look.
+                if let Ok(orphans) = super::backup::manifest::orphans(&backup_dir) {
+                    disk.metrics
+                        .insert("backup_orphans".into(), orphans.len() as f64);
+                    if !orphans.is_empty() {
+                        disk.degrade(
+                            Status::Warning,
+                            format!(
+                                "backup dir: data files without a manifest (orphans, kept): {}",
+                                orphans.join(", ")
+                            ),
+                        );
+                    }
+                }
+                disk
+            })
         ),
         bounded("host", timeout, on_own_thread("host", check_host)),
     );

@@ -8,7 +8,9 @@
 //! digest with the manifest → start services, also after a failure or a signal. Every refusal
 //! comes before anything changes, and a damaged dump restores nothing. A signal (see
 //! [`crate::interrupt`]) kills a running stop command, or stops the restore before pg_restore
-//! starts or commits; the services are started either way. `drill` uses the same [`restore`]
+//! starts or commits; the services are started either way. No file is ever written into
+//! `[keys] dir` (backups made before keys were excluded hold them; see `backup::fence`): such
+//! entries are left out and reported, as is a second entry for the same file. `drill` uses the same [`restore`]
 //! without services or files.
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use ransomeye_kernel::{FileAction, PathError};
 use serde::Serialize;
 
 use super::backup::check::{self, Tools};
+use super::backup::fence::{Excluded, KeysFence};
 use super::backup::manifest::{Entry, Kind, Manifest, Paths};
 use super::backup::{bundle, count_rows, intel_error};
 use super::Context;
@@ -43,11 +46,19 @@ pub(crate) struct Plan<'a> {
     pub trust_keys: crate::trust::TrustKeys,
     pub tools: Tools,
     pub target_url: String,
-    pub files_to: Option<PathBuf>,
+    pub files_to: Option<FilesTo>,
     pub clean: bool,
     pub yes: bool,
     /// Services to stop and start around the restore (`None`: leave them alone).
     pub services: Option<&'a Services>,
+}
+
+/// Where backed-up files are restored (`--files-to`).
+pub(crate) struct FilesTo {
+    /// Each file goes to `DIR/<original path>`.
+    pub dir: PathBuf,
+    /// Nothing is written into the keys directory.
+    pub keys: KeysFence,
 }
 
 /// What a restore did, as reported.
@@ -60,6 +71,8 @@ pub(crate) struct Outcome {
     pub mismatches: Vec<String>,
     pub intel_digest_matches: bool,
     pub files_restored: usize,
+    /// Backup entries not restored, with the reason (the keys directory).
+    pub files_excluded: Vec<Excluded>,
     pub services_stopped: Vec<String>,
     pub services_started: Vec<String>,
     pub verify_ms: f64,
@@ -78,7 +91,13 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
         trust_keys: crate::trust::verifying_keys(&config)?,
         tools: Tools::new(config.backup.pg_bin_dir.clone()),
         target_url: args.target_database_url.clone(),
-        files_to: args.files_to.as_deref().map(crate::utils::absolute),
+        files_to: match args.files_to.as_deref() {
+            Some(dir) => Some(FilesTo {
+                dir: crate::utils::absolute(dir),
+                keys: KeysFence::new(&config.keys.dir)?,
+            }),
+            None => None,
+        },
         clean: args.clean,
         yes: args.yes,
         services: Some(&config.services),
@@ -104,6 +123,9 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
             outcome.rows,
             outcome.files_restored
         );
+        for e in &outcome.files_excluded {
+            println!("  not restored {}: {}", e.path, e.reason);
+        }
         for m in &outcome.mismatches {
             println!("  MISMATCH: {m}");
         }
@@ -143,7 +165,11 @@ pub(crate) async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     let mut target = db::connect(&plan.target_url, "restore").await?;
     refuse_non_empty(&mut target, plan.clean).await?;
     let files = match &plan.files_to {
-        Some(dir) => plan_files(dir, &manifest, plan.yes)?,
+        Some(to) => {
+            let (files, excluded) = plan_files(to, &manifest, plan.yes)?;
+            outcome.files_excluded = excluded;
+            files
+        }
         None => Vec::new(),
     };
     let pg_restore = plan.tools.pg_restore(&manifest.body.pg_dump_version)?;
@@ -272,13 +298,20 @@ async fn refuse_non_empty(conn: &mut sqlx::PgConnection, clean: bool) -> Result<
     Ok(())
 }
 
-/// Where each restorable entry goes under `dir`; existing files are refused without `--yes`.
+/// A backup entry and where it is restored to.
+type Planned = (Entry, PathBuf);
+
+/// Where each restorable entry goes under `to.dir`; existing files are refused without `--yes`.
+/// Entries that would land in the keys directory are left out (returned with the reason), as
+/// is a second entry for the same destination.
 fn plan_files(
-    dir: &Path,
+    to: &FilesTo,
     manifest: &Manifest,
     yes: bool,
-) -> Result<Vec<(Entry, PathBuf)>, OpsError> {
-    let mut planned = Vec::new();
+) -> Result<(Vec<Planned>, Vec<Excluded>), OpsError> {
+    let dir = &to.dir;
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut excluded = Vec::new();
     let mut existing = Vec::new();
     for e in &manifest.body.entries {
         let relative = match e.kind {
@@ -296,6 +329,16 @@ fn plan_files(
             ));
         }
         let dest = dir.join(relative);
+        if to.keys.holds_destination(&dest) {
+            excluded.push(Excluded {
+                path: dest.display().to_string(),
+                reason: to.keys.restore_reason(),
+            });
+            continue;
+        }
+        if planned.iter().any(|(_, d)| *d == dest) {
+            continue;
+        }
         if dest.symlink_metadata().is_ok() {
             existing.push(dest.display().to_string());
         }
@@ -314,7 +357,7 @@ fn plan_files(
         )
         .hint("pass --yes to replace them (this includes live configuration if DIR is /), or choose an empty --files-to"));
     }
-    Ok(planned)
+    Ok((planned, excluded))
 }
 
 /// Writes the planned files, reading each bundle of the chain once. Each file is written
@@ -331,6 +374,8 @@ fn restore_files(
     }
     let dir = paths.manifest.parent().unwrap_or(Path::new("."));
     let mut restored = 0;
+    // A bundle may hold a file twice (backups made before each file was stored once).
+    let mut done = std::collections::HashSet::new();
     for (holder, wanted) in by_backup {
         let holder_paths = Paths::new(dir, holder);
         if holder != manifest.body.name {
@@ -346,6 +391,9 @@ fn restore_files(
             else {
                 return Ok(());
             };
+            if !done.insert(dest.clone()) {
+                return Ok(());
+            }
             write_file(dest, entry, contents, plan.yes)?;
             restored += 1;
             Ok(())

@@ -1,4 +1,5 @@
-//! `verify`: full verification of one backup or all of them (see `backup::check`).
+//! `verify`: full verification of one backup or all of them (see `backup::check`); `--all` also
+//! fails on orphan data files (data files whose manifest was lost, see `manifest::orphans`).
 
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 use serde::Serialize;
@@ -23,11 +24,14 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), OpsError> {
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?;
     let trust = crate::trust::verifying_keys(&config)?;
     let tools = Tools::new(config.backup.pg_bin_dir.clone());
-    let targets = match &args.backup {
-        Some(b) => vec![check::locate(b, &config.backup.dir)?],
+    let (targets, orphans) = match &args.backup {
+        Some(b) => (vec![check::locate(b, &config.backup.dir)?], Vec::new()),
         None => {
             crate::dirs::check_readable(&config.backup.dir, "[backup] dir")?;
-            manifest::list(&config.backup.dir)?
+            (
+                manifest::list(&config.backup.dir)?,
+                manifest::orphans(&config.backup.dir)?,
+            )
         }
     };
     let mut outcomes = Vec::new();
@@ -49,15 +53,28 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), OpsError> {
             first_error.get_or_insert(e);
         }
     }
+    for file in &orphans {
+        if !ctx.json {
+            println!("{file}: {}", manifest::ORPHAN_STATE);
+        }
+        outcomes.push(Outcome {
+            backup: file.clone(),
+            ok: false,
+            error: Some(manifest::ORPHAN_STATE.to_string()),
+        });
+    }
     if ctx.json {
         print_json(&outcomes)?;
-    } else if targets.is_empty() {
+    } else if outcomes.is_empty() {
         println!("no backups in {}", config.backup.dir.display());
     }
     let failed = outcomes.iter().filter(|o| !o.ok).count();
+    let first_error = first_error.or_else(|| {
+        (!orphans.is_empty()).then(|| manifest::orphans_error(&config.backup.dir, &orphans))
+    });
     match first_error {
         None => Ok(()),
-        Some(e) if targets.len() == 1 => Err(e),
+        Some(e) if outcomes.len() == 1 || failed == orphans.len() => Err(e),
         Some(e) => Err(OpsError::new(
             if e.exit == Exit::NoPerm {
                 Exit::NoPerm
@@ -65,8 +82,8 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), OpsError> {
                 Exit::Data
             },
             format!(
-                "{failed} of {} backups failed verification (first: {})",
-                targets.len(),
+                "{failed} of {} backups and orphan data files failed verification (first: {})",
+                outcomes.len(),
                 e.what
             ),
         )

@@ -22,9 +22,9 @@ pub enum State {
     Pruned,
 }
 
-/// The signed contents of a manifest.
+/// The signed contents of a manifest. Fields a later version adds are ignored here; the
+/// signature covers them all the same (see [`crate::signed`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Body {
     /// Manifest format version.
     pub format: u32,

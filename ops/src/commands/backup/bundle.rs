@@ -5,7 +5,12 @@
 //! artifacts_dir>`, `intel/graph.jsonl`. Artifacts are incremental: one whose size, mtime and
 //! SHA-256 match the previous backup's entry is not stored again; its entry names the backup
 //! that holds it. Only regular files are stored; symlinks and special files are skipped and
-//! reported.
+//! reported. Nothing in `[keys] dir` is stored, however a walk reaches it (see
+//! [`super::fence`]); what was left out is reported. Each file is stored once, however many
+//! sources cover it (the kernel configuration inside `include`, overlapping includes, hard
+//! links).
+
+use std::collections::HashSet;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use ransomeye_kernel::{FileAction, PathError};
 
+use super::fence::{Excluded, KeysFence};
 use super::manifest::{Entry, Kind};
 use crate::error::{Exit, OpsError};
 use crate::sealed::Hashing;
@@ -32,6 +38,8 @@ pub struct Sources<'a> {
     pub previous: &'a [Entry],
     /// The backup being written.
     pub name: &'a str,
+    /// What must never be stored.
+    pub fence: &'a KeysFence,
 }
 
 /// What a bundle holds, and what was left out.
@@ -43,6 +51,8 @@ pub struct Written {
     pub unchanged: u64,
     /// Paths skipped: not regular files.
     pub skipped: Vec<String>,
+    /// Paths left out on purpose, with the reason.
+    pub excluded: Vec<Excluded>,
 }
 
 /// Writes the tar of `sources` plus the intel export (`intel`, `intel_bytes` long, with its
@@ -57,9 +67,14 @@ pub fn write<W: Write>(
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Complete);
     let mut written = Written::default();
+    // Device and inode of every file stored: each is stored once.
+    let mut stored = HashSet::new();
 
     for root in &sources.config {
-        for file in walk(root, &mut written.skipped)? {
+        for (file, meta) in walk(root, sources.fence, &mut written)? {
+            if !stored.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
             let tar_path = format!(
                 "config/{}",
                 file.display().to_string().trim_start_matches('/')
@@ -105,16 +120,16 @@ pub fn write<W: Write>(
             .filter(|e| e.kind == Kind::Artifact)
             .map(|e| (e.path.as_str(), e))
             .collect();
-        for file in walk(dir, &mut written.skipped)? {
+        for (file, meta) in walk(dir, sources.fence, &mut written)? {
+            if !stored.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
             let relative = file
                 .strip_prefix(dir)
                 .unwrap_or(&file)
                 .display()
                 .to_string();
             let tar_path = format!("artifacts/{relative}");
-            let meta = file
-                .metadata()
-                .map_err(PathError::at(FileAction::Read, &file))?;
             if let Some(old) = previous.get(tar_path.as_str()) {
                 if old.size == meta.len()
                     && old.mtime == meta.mtime()
@@ -179,8 +194,13 @@ fn append_file<W: Write>(
     })
 }
 
-/// Regular files under `root` (or `root` itself), sorted; anything else goes to `skipped`.
-fn walk(root: &Path, skipped: &mut Vec<String>) -> Result<Vec<PathBuf>, OpsError> {
+/// Regular files under `root` (or `root` itself), sorted, with their metadata; anything else
+/// goes to `written.skipped`, and what `fence` holds to `written.excluded`.
+fn walk(
+    root: &Path,
+    fence: &KeysFence,
+    written: &mut Written,
+) -> Result<Vec<(PathBuf, std::fs::Metadata)>, OpsError> {
     let meta = root.symlink_metadata().map_err(|e| {
         OpsError::new(
             Exit::Config,
@@ -188,33 +208,50 @@ fn walk(root: &Path, skipped: &mut Vec<String>) -> Result<Vec<PathBuf>, OpsError
         )
         .hint("fix [backup] include / artifacts_dir, or create the path")
     })?;
-    if meta.is_file() {
-        return Ok(vec![root.to_path_buf()]);
-    }
-    if !meta.is_dir() {
-        skipped.push(root.display().to_string());
+    if fence.holds_root(root, &meta) {
+        exclude(root, fence, written);
         return Ok(Vec::new());
     }
     let mut files = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(PathError::at(FileAction::Read, root))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(PathError::at(FileAction::Read, root))?;
-    entries.sort();
-    for path in entries {
-        let meta = path
-            .symlink_metadata()
-            .map_err(PathError::at(FileAction::Read, &path))?;
-        if meta.is_dir() {
-            files.extend(walk(&path, skipped)?);
-        } else if meta.is_file() {
-            files.push(path);
-        } else {
-            skipped.push(path.display().to_string());
-        }
-    }
+    walk_below(root, meta, fence, written, &mut files)?;
     Ok(files)
+}
+
+fn walk_below(
+    path: &Path,
+    meta: std::fs::Metadata,
+    fence: &KeysFence,
+    written: &mut Written,
+    files: &mut Vec<(PathBuf, std::fs::Metadata)>,
+) -> Result<(), OpsError> {
+    if fence.holds(&meta) {
+        exclude(path, fence, written);
+    } else if meta.is_file() {
+        files.push((path.to_path_buf(), meta));
+    } else if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(PathError::at(FileAction::Read, path))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(PathError::at(FileAction::Read, path))?;
+        entries.sort();
+        for entry in entries {
+            let meta = entry
+                .symlink_metadata()
+                .map_err(PathError::at(FileAction::Read, &entry))?;
+            walk_below(&entry, meta, fence, written, files)?;
+        }
+    } else {
+        written.skipped.push(path.display().to_string());
+    }
+    Ok(())
+}
+
+fn exclude(path: &Path, fence: &KeysFence, written: &mut Written) {
+    written.excluded.push(Excluded {
+        path: path.display().to_string(),
+        reason: fence.backup_reason(),
+    });
 }
 
 /// Size and SHA-256 (hex) of a file's contents, as read.

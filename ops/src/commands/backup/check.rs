@@ -63,20 +63,21 @@ pub fn locate(arg: &Path, dir: &Path) -> Result<Paths, OpsError> {
         .hint("`ransomeye-ops backup list` shows the backups"));
     };
     if !paths.manifest.exists() {
-        let leftover = paths.dump.exists() || paths.files.exists();
+        let orphans: Vec<String> = [&paths.dump, &paths.files]
+            .into_iter()
+            .filter(|p| p.symlink_metadata().is_ok())
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        if !orphans.is_empty() {
+            let dir = paths.manifest.parent().unwrap_or(Path::new("."));
+            return Err(manifest::orphans_error(dir, &orphans));
+        }
         return Err(OpsError::new(
-            if leftover { Exit::Data } else { Exit::NoInput },
-            if leftover {
-                format!(
-                    "{} has no manifest: it is what an interrupted backup left, not a backup",
-                    paths.name
-                )
-            } else {
-                format!(
-                    "backup manifest {} does not exist",
-                    paths.manifest.display()
-                )
-            },
+            Exit::NoInput,
+            format!(
+                "backup manifest {} does not exist",
+                paths.manifest.display()
+            ),
         )
         .hint("`ransomeye-ops backup list` shows the backups"));
     }

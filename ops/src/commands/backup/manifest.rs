@@ -3,8 +3,9 @@
 //! A backup `ransomeye_<UTC YYYYMMDDTHHMMSSZ>[-N]` is three files in the backup directory:
 //! `<name>.enc` (the database dump), `<name>.files.enc` (the file bundle) and
 //! `<name>.manifest.json`, a [`Signed`] [`Body`] describing both. The manifest is written last:
-//! it is the backup's commit point. Data files without a manifest are leftovers of an
-//! interrupted run, which the next backup removes.
+//! it is the backup's commit point, and the data files get their names only after it (see
+//! `backup`). So a data file without a manifest is never an interrupted run's leftover: it is an
+//! [`orphans`] entry (its manifest was lost), reported and kept until an operator removes it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,9 +30,9 @@ pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// A signed backup manifest.
 pub type Manifest = Signed<Body>;
 
-/// The signed contents of a backup manifest.
+/// The signed contents of a backup manifest. Fields a later version adds are ignored here; the
+/// signature covers them all the same (see [`crate::signed`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Body {
     /// Manifest format version.
     pub format: u32,
@@ -65,7 +66,6 @@ pub struct Body {
 
 /// One encrypted file of a backup.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SealedFile {
     /// File name in the backup directory.
     pub file: String,
@@ -93,7 +93,6 @@ pub enum Kind {
 
 /// One file the backup can restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Path inside the tar (`config/etc/ransomeye/config.toml`, `artifacts/<rel>`,
     /// `intel/graph.jsonl`).
@@ -224,6 +223,61 @@ fn sort_key(name: &str) -> (&str, u32) {
     }
 }
 
+/// The state `backup list` gives an orphan data file.
+pub const ORPHAN_STATE: &str = "orphan: no manifest (kept; not verifiable, not restorable)";
+
+/// Data files in `dir` (`<name>.enc`, `<name>.files.enc`) whose backup has neither a manifest
+/// nor a temp manifest, by file name, sorted. The tool never leaves one (a run writes its
+/// manifest to a temp file before the data files get their names, and the next run completes or
+/// removes what an interrupted one left), so each is a backup whose manifest was lost: kept,
+/// for an operator to look at.
+pub fn orphans(dir: &Path) -> Result<Vec<String>, OpsError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        OpsError::new(
+            Exit::CantCreate,
+            format!("backup directory {} cannot be read: {e}", dir.display()),
+        )
+        .hint("create it (ransomeye-ops init does) or fix [backup] dir")
+    })?;
+    let names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    // Backups being committed (or interrupted while committing): their manifest is a temp file.
+    let committing: std::collections::HashSet<&str> = names
+        .iter()
+        .filter_map(|n| ransomeye_kernel::atomic_file::temp_target(n))
+        .filter_map(|target| target.strip_suffix(MANIFEST_SUFFIX))
+        .collect();
+    let mut orphans: Vec<String> = names
+        .iter()
+        .filter(|file| {
+            !file.ends_with(MANIFEST_SUFFIX)
+                && backup_name(file).is_some_and(|name| {
+                    !committing.contains(name)
+                        && Paths::new(dir, name).manifest.symlink_metadata().is_err()
+                })
+        })
+        .cloned()
+        .collect();
+    orphans.sort();
+    Ok(orphans)
+}
+
+/// Exit 65 for orphan data files (see [`orphans`]), naming them.
+pub fn orphans_error(dir: &Path, orphans: &[String]) -> OpsError {
+    OpsError::new(
+        Exit::Data,
+        format!(
+            "{} data file(s) in {} have no manifest, so they cannot be verified or restored: {}",
+            orphans.len(),
+            dir.display(),
+            orphans.join(", ")
+        ),
+    )
+    .hint("they are kept. If a manifest was lost, put it back (e.g. from a copy of the backup directory) and run `ransomeye-ops verify NAME`; otherwise remove them by hand once they are not needed")
+}
+
 /// Reads and parses a backup manifest.
 pub fn read(paths: &Paths) -> Result<Manifest, OpsError> {
     let manifest = Manifest::read(&paths.manifest, "backup manifest")?;
@@ -237,6 +291,17 @@ pub fn read(paths: &Paths) -> Result<Manifest, OpsError> {
                 paths.name
             ),
         ));
+    }
+    if manifest.body.format != FORMAT {
+        return Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "{}: manifest format {}, but this version of ransomeye-ops reads format {FORMAT}",
+                paths.manifest.display(),
+                manifest.body.format
+            ),
+        )
+        .hint("use the ransomeye-ops version that wrote this backup, or a newer one"));
     }
     Ok(manifest)
 }
