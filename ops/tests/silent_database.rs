@@ -198,7 +198,7 @@ fn archive_gives_up_when_its_backend_stops_answering() {
          select now() - interval '40 days', 'u', 'login', 'h' from generate_series(1, 20)",
     );
     let (out, took) = stop_backend_after_connect(&w, &["archive"]);
-    gave_up("archive", &out, took, "lock");
+    gave_up("archive", &out, took, "while");
     assert_eq!(
         w.db().int("select count(*)::int8 from audit_logs"),
         20,
