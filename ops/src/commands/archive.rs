@@ -24,6 +24,7 @@
 
 mod manifest;
 mod stream;
+mod versions;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -36,10 +37,11 @@ use ransomeye_kernel::envelope::Purpose;
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
 use ransomeye_kernel::{FileAction, PathError};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use self::manifest::{manifest_path, Body, Manifest, State};
 use self::stream::read_back;
+use self::versions::RowVersions;
 use super::Context;
 use crate::cli::{ArchiveArgs, ArchiveCommand, ArchiveRunArgs};
 use crate::db::{self, quote_ident, Answer};
@@ -157,7 +159,7 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         }
 
         let phase = Instant::now();
-        let Some((path, manifest)) = export(&mut conn, &job, &shape, &cutoff).await? else {
+        let Some((path, manifest, versions)) = export(&mut conn, &job, &shape, &cutoff).await? else {
             report.status = "nothing_to_archive";
             return Ok(());
         };
@@ -175,7 +177,8 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         crate::failpoint::hit("archive-before-prune");
 
         let phase = Instant::now();
-        report.rows_deleted = prune(&mut conn, &job, &shape, &path, manifest).await?;
+        report.rows_deleted =
+            prune(&mut conn, &job, &shape, &path, manifest, Some(versions)).await?;
         report.phases_ms.prune = elapsed_ms(phase);
 
         if job.vacuum {
@@ -546,7 +549,8 @@ async fn finish_interrupted(
         if let Some(temp) = temp {
             adopt(&temp, &archive)?;
         }
-        prune(conn, job, shape, &archive, manifest.clone()).await?;
+        // No row versions survive a crash: the resumed prune compares the rows' contents.
+        prune(conn, job, shape, &archive, manifest.clone(), None).await?;
     }
     for temp in &temp_files {
         tracing::info!(file = %temp.display(), "removing a temporary file left by an interrupted run");
@@ -675,13 +679,14 @@ impl Bounds {
 
 /// Step 4: select → encode → compress → encrypt → persist. The database streams JSON Lines
 /// (COPY) on this task; compression, encryption and writing run beside it on a blocking thread.
+/// The rows' versions are read first in the same snapshot, for the prune ([`RowVersions`]).
 /// Returns `None` (and leaves no file) when no row is old enough.
 async fn export(
     conn: &mut PgConnection,
     job: &Job,
     shape: &TableShape,
     cutoff: &str,
-) -> Result<Option<(PathBuf, Manifest)>, OpsError> {
+) -> Result<Option<(PathBuf, Manifest, RowVersions)>, OpsError> {
     let (date, created_at): (String, String) = sqlx::query_as(
         "select to_char(now() at time zone 'UTC', 'YYYY-MM-DD'), to_json(now())#>>'{}'",
     )
@@ -709,6 +714,11 @@ async fn export(
         quote_ident(&shape.time_column),
         quote_ident(&shape.primary_key)
     );
+    let mut snapshot = conn
+        .begin_with("begin isolation level repeatable read, read only")
+        .answer("starting the export's snapshot")
+        .await?;
+    let versions = RowVersions::capture(&mut snapshot, shape, cutoff, &job.dir).await?;
     let progress = progress(job.json, "exporting", "rows");
     let mut rows = 0u64;
     let mut bounds = Bounds::default();
@@ -716,7 +726,7 @@ async fn export(
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut send_failed = false;
     {
-        let mut copy = conn
+        let mut copy = snapshot
             .copy_out_raw(&statement)
             .answer("starting the export")
             .await?;
@@ -741,9 +751,14 @@ async fn export(
     }
     drop(tx);
     progress.finish_and_clear();
+    // The encoder's failure (a full disk) first: it cut the COPY short, so the snapshot's
+    // connection is mid-stream and is dropped with the error rather than committed.
     let (file, digests) = encoder
         .await
         .map_err(|e| OpsError::new(Exit::Software, format!("encoder thread failed: {e}")))??;
+    db::bounded(snapshot.commit(), "ending the export's snapshot")
+        .await?
+        .map_err(|e| db::error(e, "ending the export's snapshot"))?;
     if rows == 0 {
         return Ok(None); // `file` is dropped uncommitted: no archive appears
     }
@@ -777,7 +792,7 @@ async fn export(
     manifest.write(&manifest_path(&path), Replace::Never)?;
     crate::failpoint::hit("archive-before-commit");
     file.commit()?;
-    Ok(Some((path, manifest)))
+    Ok(Some((path, manifest, versions)))
 }
 
 fn next_archive_name(dir: &Path, date: &str) -> PathBuf {
@@ -869,24 +884,35 @@ fn compare(shown: &str, body: &Body, got: &Digests, rows: u64) -> Result<(), Ops
     }
 }
 
+/// One batch of archived rows for the prune: their primary keys, and either the versions the
+/// export saw (`xmins`) or their archived lines (`docs`).
+struct Batch {
+    ids: Vec<i64>,
+    xmins: Vec<i64>,
+    docs: Vec<String>,
+}
+
 /// Step 6: delete exactly the rows the verified archive holds, in short transactions, then mark
 /// the manifest `pruned`. Returns the rows deleted.
 ///
-/// A row is deleted only if it is still the archived version: the delete renders the row as
-/// the export did (`row_to_json` of the same columns in the same order, session in UTC) and
-/// compares the text with its archived line, byte for byte, in the delete's own statement, so
-/// even an UPDATE that commits while the delete waits for the row is seen (PostgreSQL re-checks
-/// the condition on the new version). A row changed since the export stays in the table for a
-/// later run. Everything the comparison needs is the archive itself, so a prune resumed by a
-/// later run after a crash works the same way.
+/// A row is deleted only if it is still the archived version, checked in the delete's own
+/// statement, so even an UPDATE that commits while the delete waits for the row is seen
+/// (PostgreSQL re-checks the condition on the new version). A row changed since the export
+/// stays in the table for a later run. The run that exported the rows compares each row's
+/// `xmin` with the one the export saw (`versions`, see [`RowVersions`]); a prune resumed by a
+/// later run after a crash renders each row as the export did (`row_to_json` of the same
+/// columns in the same order, session in UTC) and compares the text with its archived line,
+/// byte for byte: everything that needs is the archive itself.
 async fn prune(
     conn: &mut PgConnection,
     job: &Job,
     shape: &TableShape,
     path: &Path,
     mut manifest: Manifest,
+    versions: Option<RowVersions>,
 ) -> Result<u64, OpsError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<i64>, Vec<String>)>(4);
+    let by_version = versions.is_some();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(4);
     let (reader_path, key, pk, batch_size) = (
         path.to_path_buf(),
         job.archive_key.clone(),
@@ -894,45 +920,72 @@ async fn prune(
         job.batch_size,
     );
     let reader = tokio::task::spawn_blocking(move || {
-        let new_batch = || {
-            (
-                Vec::with_capacity(batch_size),
-                Vec::with_capacity(batch_size),
-            )
+        let new_batch = || Batch {
+            ids: Vec::with_capacity(batch_size),
+            xmins: Vec::new(),
+            docs: Vec::new(),
         };
+        let mut versions = versions.map(RowVersions::reader);
         let mut batch = new_batch();
         let shown = reader_path.display().to_string();
         let result = read_back(&reader_path, &key, |line| {
             let bad = |what: &str| OpsError::new(Exit::Data, format!("{shown}: {what}"));
             let id = line_id(line, &pk)
                 .ok_or_else(|| bad(&format!("a row without a leading integer `{pk}`")))?;
-            let doc = std::str::from_utf8(line).map_err(|_| bad("a row that is not UTF-8"))?;
-            batch.0.push(id);
-            batch.1.push(doc.to_string());
-            if batch.0.len() >= batch_size {
+            batch.ids.push(id);
+            match versions.as_mut() {
+                Some(versions) => batch.xmins.push(versions.next_for(id)?),
+                None => {
+                    let doc =
+                        std::str::from_utf8(line).map_err(|_| bad("a row that is not UTF-8"))?;
+                    batch.docs.push(doc.to_string());
+                }
+            }
+            if batch.ids.len() >= batch_size {
                 tx.blocking_send(std::mem::replace(&mut batch, new_batch()))
                     .map_err(|_| OpsError::new(Exit::Software, "prune stopped"))?;
             }
             Ok(())
         });
-        if result.is_ok() && !batch.0.is_empty() {
+        if result.is_ok() && !batch.ids.is_empty() {
             let _ = tx.blocking_send(batch);
         }
         result
     });
+    // Ids arrive in primary-key order: the range lets PostgreSQL read just that stretch of the
+    // index instead of merging the batch with the whole table.
+    let (check, versions_type) = if by_version {
+        ("t.xmin = a.v::text::xid".to_string(), "int8")
+    } else {
+        (
+            format!(
+                "(select row_to_json(x)::text from (select {row}) x) = a.v",
+                row = shape.row_list
+            ),
+            "text",
+        )
+    };
     let delete = format!(
-        "delete from {t} as t using unnest($1::int8[], $2::text[]) a(id, doc) \
-         where t.{pk} = a.id and (select row_to_json(x)::text from (select {row}) x) = a.doc",
+        "delete from {t} as t using unnest($1::int8[], $2::{versions_type}[]) a(id, v) \
+         where t.{pk} = a.id and t.{pk} between $3 and $4 and {check}",
         t = shape.quoted,
         pk = quote_ident(&shape.primary_key),
-        row = shape.row_list
     );
     let progress = progress(job.json, "pruning", "rows deleted");
     let mut deleted = 0u64;
-    while let Some((ids, docs)) = rx.recv().await {
-        let done = sqlx::query(AssertSqlSafe(delete.clone()))
-            .bind(&ids)
-            .bind(&docs)
+    while let Some(batch) = rx.recv().await {
+        let (Some(&low), Some(&high)) = (batch.ids.first(), batch.ids.last()) else {
+            continue;
+        };
+        let query = sqlx::query(AssertSqlSafe(delete.clone())).bind(&batch.ids);
+        let query = if by_version {
+            query.bind(&batch.xmins)
+        } else {
+            query.bind(&batch.docs)
+        };
+        let done = query
+            .bind(low)
+            .bind(high)
             .execute(&mut *conn)
             .answer("deleting archived rows")
             .await?;
