@@ -9,7 +9,8 @@
 //! understanding them (docs/FORMAT.md section 4 spells the rule out for other implementations).
 //! Writers sign the compact serialisation of the body and store it pretty-printed, which the
 //! rule maps back to exactly the signed bytes; every manifest written since format 1 verifies.
-//! Files are written atomically and 0600.
+//! Files are written atomically, `0640` with group `ransomeye-admin` when that group exists,
+//! else `0600` (`Ownership::secret_file`).
 
 use std::path::{Path, PathBuf};
 

@@ -2,10 +2,11 @@
 //! recorded before each step that changes anything, so that a rerun after a crash knows what was
 //! decided and what is left to do.
 //!
-//! It is rewritten whole, atomically (temp file, fsync, rename, directory fsync), 0600. The last
-//! entry is the current or latest rotation; older entries are kept (up to [`KEEP`]) for
-//! `rotate-keys status` and to find the key a rollback returns to. It holds public keys and
-//! signed messages only, never private key material.
+//! It is rewritten whole, atomically (temp file, fsync, rename, directory fsync), `0640` with
+//! group `ransomeye-admin` when that group exists, else `0600`. The last entry is the current or
+//! latest rotation; older entries are kept (up to [`KEEP`]) for `rotate-keys status` and to find
+//! the key a rollback returns to. It holds public keys and signed messages only, never private
+//! key material.
 
 use std::path::{Path, PathBuf};
 
