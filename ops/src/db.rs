@@ -61,6 +61,16 @@ pub fn parse_url(url: &str) -> Result<PgUrl, OpsError> {
     })
 }
 
+/// Checks a URL given on the command line (`--target-database-url`): a usage error (64) that
+/// names the option, never the URL.
+pub fn check_cli_url(option: &str, url: &str) -> Result<(), OpsError> {
+    parse_url(url).map(|_| ()).map_err(|mut e| {
+        e.exit = Exit::Usage;
+        e.what = e.what.replace("the database URL", option);
+        e
+    })
+}
+
 /// Connects to the database, naming this run in `application_name` so that other sessions can
 /// see who holds a lock (`pg_stat_activity`). Gives up after the connect timeout (69).
 pub async fn connect(url: &str, purpose: &str) -> Result<PgConnection, OpsError> {

@@ -242,5 +242,5 @@ fn errors_about_an_unreachable_or_invalid_url_never_repeat_the_password() {
         "postgres://u:Bad-url-PW@[not-an-ip/x",
     ]));
     assert_clean("restore with an invalid target URL", &out, &["Bad-url-PW"]);
-    assert_ne!(out.code, 0);
+    out.expect_code(64).stderr_has("--target-database-url");
 }

@@ -30,6 +30,9 @@ use ransomeye_kernel::config::with_database;
 /// Runs `drill`.
 pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
     let started = Instant::now();
+    if let Some(url) = &args.target_database_url {
+        crate::db::check_cli_url("--target-database-url", url)?;
+    }
     let config = ctx.config()?;
     crate::dirs::check_readable(&config.backup.dir, "[backup] dir")?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?;

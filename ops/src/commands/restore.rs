@@ -83,6 +83,7 @@ pub(crate) struct Outcome {
 /// Runs `restore`.
 pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
     let started = Instant::now();
+    crate::db::check_cli_url("--target-database-url", &args.target_database_url)?;
     let config = ctx.config()?;
     let key = KeyDir::new(&config.keys.dir).load_symmetric(KeyPurpose::Backup)?;
     let plan = Plan {
