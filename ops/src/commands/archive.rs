@@ -884,6 +884,32 @@ fn compare(shown: &str, body: &Body, got: &Digests, rows: u64) -> Result<(), Ops
     }
 }
 
+/// Runs of consecutive primary keys written by the same transaction (one `xmin`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct VersionRuns {
+    lows: Vec<i64>,
+    highs: Vec<i64>,
+    xmins: Vec<i64>,
+}
+
+/// Splits `ids` (ascending) and their `xmins` into runs: `[1,2,3,5]` with `[7,7,8,8]` → `1..=2`
+/// at 7, `3..=3` at 8, `5..=5` at 8. Every id inside a run is in the batch, so deleting the run's
+/// range where `xmin` matches deletes exactly those rows in their exported versions.
+fn version_runs(ids: &[i64], xmins: &[i64]) -> VersionRuns {
+    let mut runs = VersionRuns::default();
+    for (&id, &xmin) in ids.iter().zip(xmins) {
+        match (runs.highs.last_mut(), runs.xmins.last()) {
+            (Some(high), Some(&run_xmin)) if *high + 1 == id && run_xmin == xmin => *high = id,
+            _ => {
+                runs.lows.push(id);
+                runs.highs.push(id);
+                runs.xmins.push(xmin);
+            }
+        }
+    }
+    runs
+}
+
 /// One batch of archived rows for the prune: their primary keys, and either the versions the
 /// export saw (`xmins`) or their archived lines (`docs`).
 struct Batch {
@@ -952,40 +978,45 @@ async fn prune(
         }
         result
     });
-    // Ids arrive in primary-key order: the range lets PostgreSQL read just that stretch of the
-    // index instead of merging the batch with the whole table.
-    let (check, versions_type) = if by_version {
-        ("t.xmin = a.v::text::xid".to_string(), "int8")
+    // By version: consecutive ids written by one transaction (a bulk insert, or an import)
+    // form one run, deleted by one index range scan, as fast as deleting the range blindly;
+    // rows written one per transaction are runs of one. By contents: ids arrive in order, and
+    // the batch's range lets PostgreSQL read just that stretch of the index.
+    let delete = if by_version {
+        format!(
+            "delete from {t} as t using unnest($1::int8[], $2::int8[], $3::int8[]) r(lo, hi, v) \
+             where t.{pk} between r.lo and r.hi and t.xmin = r.v::text::xid",
+            t = shape.quoted,
+            pk = quote_ident(&shape.primary_key),
+        )
     } else {
-        (
-            format!(
-                "(select row_to_json(x)::text from (select {row}) x) = a.v",
-                row = shape.row_list
-            ),
-            "text",
+        format!(
+            "delete from {t} as t using unnest($1::int8[], $2::text[]) a(id, v) \
+             where t.{pk} = a.id and t.{pk} between $3 and $4 \
+             and (select row_to_json(x)::text from (select {row}) x) = a.v",
+            t = shape.quoted,
+            pk = quote_ident(&shape.primary_key),
+            row = shape.row_list
         )
     };
-    let delete = format!(
-        "delete from {t} as t using unnest($1::int8[], $2::{versions_type}[]) a(id, v) \
-         where t.{pk} = a.id and t.{pk} between $3 and $4 and {check}",
-        t = shape.quoted,
-        pk = quote_ident(&shape.primary_key),
-    );
     let progress = progress(job.json, "pruning", "rows deleted");
     let mut deleted = 0u64;
     while let Some(batch) = rx.recv().await {
         let (Some(&low), Some(&high)) = (batch.ids.first(), batch.ids.last()) else {
             continue;
         };
-        let query = sqlx::query(AssertSqlSafe(delete.clone())).bind(&batch.ids);
+        let query = sqlx::query(AssertSqlSafe(delete.clone()));
         let query = if by_version {
-            query.bind(&batch.xmins)
+            let runs = version_runs(&batch.ids, &batch.xmins);
+            query.bind(runs.lows).bind(runs.highs).bind(runs.xmins)
         } else {
-            query.bind(&batch.docs)
+            query
+                .bind(&batch.ids)
+                .bind(&batch.docs)
+                .bind(low)
+                .bind(high)
         };
         let done = query
-            .bind(low)
-            .bind(high)
             .execute(&mut *conn)
             .answer("deleting archived rows")
             .await?;
@@ -1458,6 +1489,15 @@ fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn version_runs_join_only_consecutive_ids_of_one_transaction() {
+        let runs = super::version_runs(&[1, 2, 3, 5, 6, 9], &[7, 7, 8, 8, 8, 8]);
+        assert_eq!(runs.lows, [1, 3, 5, 9]);
+        assert_eq!(runs.highs, [2, 3, 6, 9]);
+        assert_eq!(runs.xmins, [7, 8, 8, 8]);
+        assert_eq!(super::version_runs(&[], &[]), super::VersionRuns::default());
+    }
+
     use super::*;
 
     #[test]
