@@ -172,7 +172,14 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         report.file = Some(path.clone());
 
         let phase = Instant::now();
-        verify_archive(&path, &manifest, &job.archive_key, &job.trust_keys).await?;
+        verify_archive_against(
+            &path,
+            &manifest,
+            &job.archive_key,
+            &job.trust_keys,
+            Some(versions.reader()?),
+        )
+        .await?;
         report.phases_ms.verify = elapsed_ms(phase);
         crate::failpoint::hit("archive-before-prune");
 
@@ -838,6 +845,19 @@ async fn verify_archive(
     key: &SymmetricKey,
     trust_keys: &crate::trust::TrustKeys,
 ) -> Result<(), OpsError> {
+    verify_archive_against(path, manifest, key, trust_keys, None).await
+}
+
+/// [`verify_archive`], also holding every archived row's primary key against the row versions
+/// the export read (`versions`, in the same order), so that the prune can then work from the
+/// versions alone without decrypting the archive a second time.
+async fn verify_archive_against(
+    path: &Path,
+    manifest: &Manifest,
+    key: &SymmetricKey,
+    trust_keys: &crate::trust::TrustKeys,
+    versions: Option<versions::VersionReader>,
+) -> Result<(), OpsError> {
     let shown = path.display().to_string();
     manifest
         .verify_signature(trust_keys)
@@ -853,9 +873,26 @@ async fn verify_archive(
         ));
     }
     let (path, key) = (path.to_path_buf(), key.clone());
-    let (digests, rows) = tokio::task::spawn_blocking(move || read_back(&path, &key, |_| Ok(())))
-        .await
-        .map_err(|e| OpsError::new(Exit::Software, format!("verify thread failed: {e}")))??;
+    let pk = manifest.body.primary_key.clone();
+    let (digests, rows) = tokio::task::spawn_blocking(move || {
+        let Some(mut versions) = versions else {
+            return read_back(&path, &key, |_| Ok(()));
+        };
+        let shown = path.display().to_string();
+        let read = read_back(&path, &key, |line| {
+            let id = line_id(line, &pk).ok_or_else(|| {
+                OpsError::new(
+                    Exit::Data,
+                    format!("{shown}: a row without a leading integer `{pk}`"),
+                )
+            })?;
+            versions.next_for(id).map(|_| ())
+        })?;
+        versions.finish()?;
+        Ok(read)
+    })
+    .await
+    .map_err(|e| OpsError::new(Exit::Software, format!("verify thread failed: {e}")))??;
     compare(&shown, &manifest.body, &digests, rows)
 }
 
@@ -882,32 +919,6 @@ fn compare(shown: &str, body: &Body, got: &Digests, rows: u64) -> Result<(), Ops
                 .hint("the archive or its manifest was modified; use another copy"),
         )
     }
-}
-
-/// Runs of consecutive primary keys written by the same transaction (one `xmin`).
-#[derive(Debug, Default, PartialEq, Eq)]
-struct VersionRuns {
-    lows: Vec<i64>,
-    highs: Vec<i64>,
-    xmins: Vec<i64>,
-}
-
-/// Splits `ids` (ascending) and their `xmins` into runs: `[1,2,3,5]` with `[7,7,8,8]` → `1..=2`
-/// at 7, `3..=3` at 8, `5..=5` at 8. Every id inside a run is in the batch, so deleting the run's
-/// range where `xmin` matches deletes exactly those rows in their exported versions.
-fn version_runs(ids: &[i64], xmins: &[i64]) -> VersionRuns {
-    let mut runs = VersionRuns::default();
-    for (&id, &xmin) in ids.iter().zip(xmins) {
-        match (runs.highs.last_mut(), runs.xmins.last()) {
-            (Some(high), Some(&run_xmin)) if *high + 1 == id && run_xmin == xmin => *high = id,
-            _ => {
-                runs.lows.push(id);
-                runs.highs.push(id);
-                runs.xmins.push(xmin);
-            }
-        }
-    }
-    runs
 }
 
 /// One batch of archived rows for the prune: their primary keys, and either the versions the
@@ -951,22 +962,31 @@ async fn prune(
             xmins: Vec::new(),
             docs: Vec::new(),
         };
-        let mut versions = versions.map(RowVersions::reader);
         let mut batch = new_batch();
+        if let Some(versions) = versions {
+            // Verified against the archive, row for row, by the run's own read-back.
+            let mut versions = versions.reader()?;
+            while let Some((id, xmin)) = versions.next()? {
+                batch.ids.push(id);
+                batch.xmins.push(xmin);
+                if batch.ids.len() >= batch_size {
+                    tx.blocking_send(std::mem::replace(&mut batch, new_batch()))
+                        .map_err(|_| OpsError::new(Exit::Software, "prune stopped"))?;
+                }
+            }
+            if !batch.ids.is_empty() {
+                let _ = tx.blocking_send(batch);
+            }
+            return Ok((Digests::default(), 0));
+        }
         let shown = reader_path.display().to_string();
         let result = read_back(&reader_path, &key, |line| {
             let bad = |what: &str| OpsError::new(Exit::Data, format!("{shown}: {what}"));
             let id = line_id(line, &pk)
                 .ok_or_else(|| bad(&format!("a row without a leading integer `{pk}`")))?;
             batch.ids.push(id);
-            match versions.as_mut() {
-                Some(versions) => batch.xmins.push(versions.next_for(id)?),
-                None => {
-                    let doc =
-                        std::str::from_utf8(line).map_err(|_| bad("a row that is not UTF-8"))?;
-                    batch.docs.push(doc.to_string());
-                }
-            }
+            let doc = std::str::from_utf8(line).map_err(|_| bad("a row that is not UTF-8"))?;
+            batch.docs.push(doc.to_string());
             if batch.ids.len() >= batch_size {
                 tx.blocking_send(std::mem::replace(&mut batch, new_batch()))
                     .map_err(|_| OpsError::new(Exit::Software, "prune stopped"))?;
@@ -978,45 +998,40 @@ async fn prune(
         }
         result
     });
-    // By version: consecutive ids written by one transaction (a bulk insert, or an import)
-    // form one run, deleted by one index range scan, as fast as deleting the range blindly;
-    // rows written one per transaction are runs of one. By contents: ids arrive in order, and
-    // the batch's range lets PostgreSQL read just that stretch of the index.
-    let delete = if by_version {
-        format!(
-            "delete from {t} as t using unnest($1::int8[], $2::int8[], $3::int8[]) r(lo, hi, v) \
-             where t.{pk} between r.lo and r.hi and t.xmin = r.v::text::xid",
-            t = shape.quoted,
-            pk = quote_ident(&shape.primary_key),
-        )
+    // Ids arrive in primary-key order: the batch's range keeps PostgreSQL to that stretch of
+    // the index (without it, the planner may hash the batch and scan the whole table). Each row
+    // is found by its key: a key-by-key join, not ranges matched on xmin, which the planner
+    // hashes on xmin and then filters a whole-table scan by range.
+    let check = if by_version {
+        "t.xmin = a.v::text::xid".to_string()
     } else {
         format!(
-            "delete from {t} as t using unnest($1::int8[], $2::text[]) a(id, v) \
-             where t.{pk} = a.id and t.{pk} between $3 and $4 \
-             and (select row_to_json(x)::text from (select {row}) x) = a.v",
-            t = shape.quoted,
-            pk = quote_ident(&shape.primary_key),
+            "(select row_to_json(x)::text from (select {row}) x) = a.v",
             row = shape.row_list
         )
     };
+    let delete = format!(
+        "delete from {t} as t using unnest($1::int8[], $2::{versions}[]) a(id, v) \
+         where t.{pk} = a.id and t.{pk} between $3 and $4 and {check}",
+        t = shape.quoted,
+        pk = quote_ident(&shape.primary_key),
+        versions = if by_version { "int8" } else { "text" },
+    );
     let progress = progress(job.json, "pruning", "rows deleted");
     let mut deleted = 0u64;
     while let Some(batch) = rx.recv().await {
         let (Some(&low), Some(&high)) = (batch.ids.first(), batch.ids.last()) else {
             continue;
         };
-        let query = sqlx::query(AssertSqlSafe(delete.clone()));
+        let query = sqlx::query(AssertSqlSafe(delete.clone())).bind(&batch.ids);
         let query = if by_version {
-            let runs = version_runs(&batch.ids, &batch.xmins);
-            query.bind(runs.lows).bind(runs.highs).bind(runs.xmins)
+            query.bind(&batch.xmins)
         } else {
-            query
-                .bind(&batch.ids)
-                .bind(&batch.docs)
-                .bind(low)
-                .bind(high)
+            query.bind(&batch.docs)
         };
         let done = query
+            .bind(low)
+            .bind(high)
             .execute(&mut *conn)
             .answer("deleting archived rows")
             .await?;
@@ -1489,15 +1504,6 @@ fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn version_runs_join_only_consecutive_ids_of_one_transaction() {
-        let runs = super::version_runs(&[1, 2, 3, 5, 6, 9], &[7, 7, 8, 8, 8, 8]);
-        assert_eq!(runs.lows, [1, 3, 5, 9]);
-        assert_eq!(runs.highs, [2, 3, 6, 9]);
-        assert_eq!(runs.xmins, [7, 8, 8, 8]);
-        assert_eq!(super::version_runs(&[], &[]), super::VersionRuns::default());
-    }
-
     use super::*;
 
     #[test]
