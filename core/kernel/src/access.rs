@@ -42,32 +42,26 @@ impl Ownership {
     /// A secret file: `0600`, or `0640` owned by group `ransomeye-admin` when that group exists,
     /// so that its members can operate.
     pub fn secret_file() -> Self {
-        match admin_gid() {
-            Some(gid) => Ownership {
-                mode: 0o640,
-                gid: Some(gid),
-                uid: None,
-            },
-            None => Ownership {
-                mode: 0o600,
-                gid: None,
-                uid: None,
-            },
-        }
+        Ownership::with_group(0o640, 0o600)
     }
 
     /// A file every operator rewrites in place (a lock file): `0660` owned by group
     /// `ransomeye-admin` when that group exists, so that a member can open what root or another
     /// member created; `0600` otherwise. Never for secrets.
     pub fn shared_file() -> Self {
+        Ownership::with_group(0o660, 0o600)
+    }
+
+    /// `group_mode` with group `ransomeye-admin` when that group exists, else `alone_mode`.
+    fn with_group(group_mode: u32, alone_mode: u32) -> Self {
         match admin_gid() {
             Some(gid) => Ownership {
-                mode: 0o660,
+                mode: group_mode,
                 gid: Some(gid),
                 uid: None,
             },
             None => Ownership {
-                mode: 0o600,
+                mode: alone_mode,
                 gid: None,
                 uid: None,
             },

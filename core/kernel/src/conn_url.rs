@@ -325,6 +325,10 @@ mod tests {
             redact_url("postgres://db/x?user=a&password=s%20t&sslmode=require"),
             "postgres://db/x?user=a&password=***&sslmode=require"
         );
+        assert_eq!(
+            redact_url("postgres://db/x?user=a@b"),
+            "postgres://db/x?user=a@b"
+        );
         assert_eq!(redact_url("s3cret"), "<not a valid URL>");
     }
 }

@@ -197,6 +197,19 @@ pub fn next_name(dir: &Path, stamp: &str) -> String {
 
 /// Every manifest in `dir`, oldest first (names sort by time).
 pub fn list(dir: &Path) -> Result<Vec<Paths>, OpsError> {
+    let mut names: Vec<String> = file_names(dir)?
+        .into_iter()
+        .filter_map(|file_name| {
+            let name = file_name.strip_suffix(MANIFEST_SUFFIX)?;
+            is_backup_name(name).then(|| name.to_string())
+        })
+        .collect();
+    names.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    Ok(names.iter().map(|n| Paths::new(dir, n)).collect())
+}
+
+/// The (UTF-8) names of the entries of the backup directory.
+fn file_names(dir: &Path) -> Result<Vec<String>, OpsError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         OpsError::new(
             Exit::CantCreate,
@@ -204,16 +217,10 @@ pub fn list(dir: &Path) -> Result<Vec<Paths>, OpsError> {
         )
         .hint("create it (ransomeye-ops init does) or fix [backup] dir")
     })?;
-    let mut names: Vec<String> = entries
+    Ok(entries
         .flatten()
-        .filter_map(|e| {
-            let file_name = e.file_name().into_string().ok()?;
-            let name = file_name.strip_suffix(MANIFEST_SUFFIX)?;
-            is_backup_name(name).then(|| name.to_string())
-        })
-        .collect();
-    names.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-    Ok(names.iter().map(|n| Paths::new(dir, n)).collect())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
 }
 
 fn sort_key(name: &str) -> (&str, u32) {
@@ -232,17 +239,7 @@ pub const ORPHAN_STATE: &str = "orphan: no manifest (kept; not verifiable, not r
 /// removes what an interrupted one left), so each is a backup whose manifest was lost: kept,
 /// for an operator to look at.
 pub fn orphans(dir: &Path) -> Result<Vec<String>, OpsError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        OpsError::new(
-            Exit::CantCreate,
-            format!("backup directory {} cannot be read: {e}", dir.display()),
-        )
-        .hint("create it (ransomeye-ops init does) or fix [backup] dir")
-    })?;
-    let names: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
+    let names = file_names(dir)?;
     // Backups being committed (or interrupted while committing): their manifest is a temp file.
     let committing: std::collections::HashSet<&str> = names
         .iter()
