@@ -921,6 +921,40 @@ fn compare(shown: &str, body: &Body, got: &Digests, rows: u64) -> Result<(), Ops
     }
 }
 
+/// Runs of consecutive primary keys written by the same transaction (one `xmin`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct VersionRuns {
+    lows: Vec<i64>,
+    highs: Vec<i64>,
+    xmins: Vec<i64>,
+}
+
+/// Splits `ids` (ascending) and their `xmins` into runs: `[1,2,3,5]` with `[7,7,8,8]` → `1..=2`
+/// at 7, `3..=3` at 8, `5..=5` at 8. Every id inside a run is in the batch, so deleting the run's
+/// range where `xmin` matches deletes exactly those rows in their exported versions.
+fn version_runs(ids: &[i64], xmins: &[i64]) -> VersionRuns {
+    let mut runs = VersionRuns::default();
+    for (&id, &xmin) in ids.iter().zip(xmins) {
+        match (runs.highs.last_mut(), runs.xmins.last()) {
+            (Some(high), Some(&run_xmin)) if *high + 1 == id && run_xmin == xmin => *high = id,
+            _ => {
+                runs.lows.push(id);
+                runs.highs.push(id);
+                runs.xmins.push(xmin);
+            }
+        }
+    }
+    runs
+}
+
+/// Planner settings of the prune by version (see [`prune`]), reset when it ends.
+const PRUNE_PLAN: [&str; 4] = [
+    "enable_hashjoin",
+    "enable_mergejoin",
+    "enable_seqscan",
+    "jit",
+];
+
 /// One batch of archived rows for the prune: their primary keys, and either the versions the
 /// export saw (`xmins`) or their archived lines (`docs`).
 struct Batch {
@@ -998,40 +1032,56 @@ async fn prune(
         }
         result
     });
-    // Ids arrive in primary-key order: the batch's range keeps PostgreSQL to that stretch of
-    // the index (without it, the planner may hash the batch and scan the whole table). Each row
-    // is found by its key: a key-by-key join, not ranges matched on xmin, which the planner
-    // hashes on xmin and then filters a whole-table scan by range.
-    let check = if by_version {
-        "t.xmin = a.v::text::xid".to_string()
+    // By version: consecutive ids written by one transaction (a bulk insert, an import) form
+    // one run, deleted by one index range scan where xmin matches, as fast as deleting the
+    // range blindly; rows written one per transaction are runs of one. The planner must walk
+    // the runs and scan the index per run: hashing the runs on xmin and scanning the table
+    // would cost the table size times the runs (minutes per batch when most rows share an
+    // xmin), so hash and merge joins, sequential scans and JIT (compiling for the cost those
+    // settings make up) are off on this connection while it prunes.
+    // By contents: ids arrive in order, and the batch's range keeps PostgreSQL to that stretch
+    // of the index.
+    let delete = if by_version {
+        for setting in PRUNE_PLAN {
+            sqlx::query(AssertSqlSafe(format!("set {setting} = off")))
+                .execute(&mut *conn)
+                .answer("setting up the prune")
+                .await?;
+        }
+        format!(
+            "delete from {t} as t using unnest($1::int8[], $2::int8[], $3::int8[]) r(lo, hi, v) \
+             where t.{pk} between r.lo and r.hi and t.xmin = r.v::text::xid",
+            t = shape.quoted,
+            pk = quote_ident(&shape.primary_key),
+        )
     } else {
         format!(
-            "(select row_to_json(x)::text from (select {row}) x) = a.v",
+            "delete from {t} as t using unnest($1::int8[], $2::text[]) a(id, v) \
+             where t.{pk} = a.id and t.{pk} between $3 and $4 \
+             and (select row_to_json(x)::text from (select {row}) x) = a.v",
+            t = shape.quoted,
+            pk = quote_ident(&shape.primary_key),
             row = shape.row_list
         )
     };
-    let delete = format!(
-        "delete from {t} as t using unnest($1::int8[], $2::{versions}[]) a(id, v) \
-         where t.{pk} = a.id and t.{pk} between $3 and $4 and {check}",
-        t = shape.quoted,
-        pk = quote_ident(&shape.primary_key),
-        versions = if by_version { "int8" } else { "text" },
-    );
     let progress = progress(job.json, "pruning", "rows deleted");
     let mut deleted = 0u64;
     while let Some(batch) = rx.recv().await {
         let (Some(&low), Some(&high)) = (batch.ids.first(), batch.ids.last()) else {
             continue;
         };
-        let query = sqlx::query(AssertSqlSafe(delete.clone())).bind(&batch.ids);
+        let query = sqlx::query(AssertSqlSafe(delete.clone()));
         let query = if by_version {
-            query.bind(&batch.xmins)
+            let runs = version_runs(&batch.ids, &batch.xmins);
+            query.bind(runs.lows).bind(runs.highs).bind(runs.xmins)
         } else {
-            query.bind(&batch.docs)
+            query
+                .bind(&batch.ids)
+                .bind(&batch.docs)
+                .bind(low)
+                .bind(high)
         };
         let done = query
-            .bind(low)
-            .bind(high)
             .execute(&mut *conn)
             .answer("deleting archived rows")
             .await?;
@@ -1046,6 +1096,14 @@ async fn prune(
         ))?;
     }
     progress.finish_and_clear();
+    if by_version {
+        for setting in PRUNE_PLAN {
+            sqlx::query(AssertSqlSafe(format!("reset {setting}")))
+                .execute(&mut *conn)
+                .answer("ending the prune")
+                .await?;
+        }
+    }
     reader
         .await
         .map_err(|e| OpsError::new(Exit::Software, format!("prune reader failed: {e}")))??;
@@ -1504,6 +1562,15 @@ fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn version_runs_join_only_consecutive_ids_of_one_transaction() {
+        let runs = super::version_runs(&[1, 2, 3, 5, 6, 9], &[7, 7, 8, 8, 8, 8]);
+        assert_eq!(runs.lows, [1, 3, 5, 9]);
+        assert_eq!(runs.highs, [2, 3, 6, 9]);
+        assert_eq!(runs.xmins, [7, 8, 8, 8]);
+        assert_eq!(super::version_runs(&[], &[]), super::VersionRuns::default());
+    }
+
     use super::*;
 
     #[test]
