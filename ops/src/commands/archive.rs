@@ -37,11 +37,11 @@ use ransomeye_kernel::envelope::Purpose;
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
 use ransomeye_kernel::{FileAction, PathError};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use self::manifest::{manifest_path, Body, Manifest, State};
 use self::stream::read_back;
-use self::versions::RowVersions;
+use self::versions::{RowVersions, VersionSplitter};
 use super::Context;
 use crate::cli::{ArchiveArgs, ArchiveCommand, ArchiveRunArgs};
 use crate::db::{self, quote_ident, Answer};
@@ -686,7 +686,7 @@ impl Bounds {
 
 /// Step 4: select → encode → compress → encrypt → persist. The database streams JSON Lines
 /// (COPY) on this task; compression, encryption and writing run beside it on a blocking thread.
-/// The rows' versions are read first in the same snapshot, for the prune ([`RowVersions`]).
+/// The same statement reads each row's version, for the prune ([`RowVersions`]).
 /// Returns `None` (and leaves no file) when no row is old enough.
 async fn export(
     conn: &mut PgConnection,
@@ -711,21 +711,19 @@ async fn export(
         writer.finish()
     });
 
-    // Each line is one JSON object with the primary key first. CSV with control characters as
+    // Each line is the row's primary key and xmin (for the prune, see `versions`) and one JSON
+    // object with the primary key first, the archive's line. CSV with control characters as
     // quote and delimiter passes row_to_json's output through verbatim (JSON escapes them).
+    let pk = quote_ident(&shape.primary_key);
     let statement = format!(
-        "COPY (SELECT row_to_json(x) FROM (SELECT {} FROM {} WHERE {} < '{cutoff}'::timestamptz ORDER BY {}) x) \
+        "COPY (SELECT t.{pk}, t.xmin, row_to_json(x) FROM {} t CROSS JOIN LATERAL (SELECT {}) x \
+         WHERE t.{} < '{cutoff}'::timestamptz ORDER BY t.{pk}) \
          TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')",
-        shape.select_list,
         shape.quoted,
+        shape.row_list,
         quote_ident(&shape.time_column),
-        quote_ident(&shape.primary_key)
     );
-    let mut snapshot = conn
-        .begin_with("begin isolation level repeatable read, read only")
-        .answer("starting the export's snapshot")
-        .await?;
-    let versions = RowVersions::capture(&mut snapshot, shape, cutoff, &job.dir).await?;
+    let mut splitter = VersionSplitter::new(&job.dir)?;
     let progress = progress(job.json, "exporting", "rows");
     let mut rows = 0u64;
     let mut bounds = Bounds::default();
@@ -733,14 +731,15 @@ async fn export(
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut send_failed = false;
     {
-        let mut copy = snapshot
+        let mut copy = conn
             .copy_out_raw(&statement)
             .answer("starting the export")
             .await?;
         while let Some(data) = db::bounded(copy.next(), "exporting rows").await? {
             let data = data.map_err(|e| db::error(e, "exporting rows"))?;
-            rows += bounds.take(&data, &mut line);
-            chunk.extend_from_slice(&data);
+            let start = chunk.len();
+            splitter.feed(&data, &mut chunk)?;
+            rows += bounds.take(&chunk[start..], &mut line);
             progress.set_position(rows);
             if chunk.len() >= CHUNK
                 && tx
@@ -758,14 +757,10 @@ async fn export(
     }
     drop(tx);
     progress.finish_and_clear();
-    // The encoder's failure (a full disk) first: it cut the COPY short, so the snapshot's
-    // connection is mid-stream and is dropped with the error rather than committed.
     let (file, digests) = encoder
         .await
         .map_err(|e| OpsError::new(Exit::Software, format!("encoder thread failed: {e}")))??;
-    db::bounded(snapshot.commit(), "ending the export's snapshot")
-        .await?
-        .map_err(|e| db::error(e, "ending the export's snapshot"))?;
+    let versions = splitter.finish()?;
     if rows == 0 {
         return Ok(None); // `file` is dropped uncommitted: no archive appears
     }

@@ -2,8 +2,9 @@
 //! is still that version, at the cost of an integer comparison.
 //!
 //! Every row version in PostgreSQL carries `xmin`, the transaction that wrote it; an UPDATE
-//! writes a new version with a new `xmin`. The export reads `(primary key, xmin)` of every row it
-//! archives in the same snapshot as the rows themselves, into an unnamed temp file in the archive
+//! writes a new version with a new `xmin`. The export's one COPY statement reads `(primary key,
+//! xmin)` of every row it archives beside the row itself ([`VersionSplitter`]), into an unnamed
+//! temp file in the archive
 //! dir (it vanishes with the process, so a crash leaves nothing behind). The run's read-back of
 //! the new archive holds every archived primary key against this file, row for row, and the
 //! prune then works from the file alone (no second decryption of the archive), deleting
@@ -15,11 +16,88 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::Path;
 
 use ransomeye_kernel::{FileAction, PathError};
-use sqlx::PgConnection;
 
-use super::TableShape;
-use crate::db::{self, quote_ident, Answer};
 use crate::error::{Exit, OpsError};
+
+/// Splits the export's COPY lines, `key \x02 xmin \x02 json \n`, into the archive's JSON Lines
+/// and the versions file (`key \t xmin \n`): one statement, so one snapshot, reads both.
+pub(super) struct VersionSplitter {
+    partial: Vec<u8>,
+    out: BufWriter<File>,
+}
+
+impl VersionSplitter {
+    /// A splitter writing into a new unnamed temp file in `dir`.
+    pub(super) fn new(dir: &Path) -> Result<VersionSplitter, OpsError> {
+        let file = tempfile::tempfile_in(dir).map_err(PathError::at(FileAction::Create, dir))?;
+        Ok(VersionSplitter {
+            partial: Vec::new(),
+            out: BufWriter::with_capacity(256 * 1024, file),
+        })
+    }
+
+    /// Appends the JSON lines of the COPY output `data` to `json` and records their versions;
+    /// a line cut at the end of `data` waits for the next call.
+    pub(super) fn feed(&mut self, data: &[u8], json: &mut Vec<u8>) -> Result<(), OpsError> {
+        let mut rest = data;
+        if !self.partial.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                self.partial.extend_from_slice(rest);
+                return Ok(());
+            };
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&rest[..=end]);
+            self.line(&line, json)?;
+            line.clear();
+            self.partial = line;
+            rest = &rest[end + 1..];
+        }
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            self.line(&rest[..=end], json)?;
+            rest = &rest[end + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// One whole line, newline included.
+    fn line(&mut self, line: &[u8], json: &mut Vec<u8>) -> Result<(), OpsError> {
+        let split = memchr::memchr(0x02, line).and_then(|key_end| {
+            let xmin_end = key_end + 1 + memchr::memchr(0x02, &line[key_end + 1..])?;
+            Some((key_end, xmin_end))
+        });
+        let Some((key_end, xmin_end)) = split else {
+            return Err(OpsError::new(
+                Exit::Software,
+                "an exported line without its key and version columns",
+            ));
+        };
+        let written = self
+            .out
+            .write_all(&line[..key_end])
+            .and_then(|()| self.out.write_all(b"\t"))
+            .and_then(|()| self.out.write_all(&line[key_end + 1..xmin_end]))
+            .and_then(|()| self.out.write_all(b"\n"));
+        written.map_err(|e| OpsError::io("writing the row versions' temp file", &e))?;
+        json.extend_from_slice(&line[xmin_end + 1..]);
+        Ok(())
+    }
+
+    /// The versions recorded, once the COPY has ended (on a whole line).
+    pub(super) fn finish(self) -> Result<RowVersions, OpsError> {
+        if !self.partial.is_empty() {
+            return Err(OpsError::new(
+                Exit::Software,
+                "the export ended in the middle of a line",
+            ));
+        }
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| OpsError::io("writing the row versions' temp file", e.error()))?;
+        Ok(RowVersions { file })
+    }
+}
 
 /// `(primary key, xmin)` of every exported row, in primary-key order.
 pub(super) struct RowVersions {
@@ -27,44 +105,6 @@ pub(super) struct RowVersions {
 }
 
 impl RowVersions {
-    /// Reads the versions of the rows older than `cutoff`, in the transaction (snapshot) the
-    /// export then reads the rows themselves in.
-    pub(super) async fn capture(
-        conn: &mut PgConnection,
-        shape: &TableShape,
-        cutoff: &str,
-        dir: &Path,
-    ) -> Result<RowVersions, OpsError> {
-        let file = tempfile::tempfile_in(dir).map_err(PathError::at(FileAction::Create, dir))?;
-        let mut out = BufWriter::with_capacity(256 * 1024, file);
-        let pk = quote_ident(&shape.primary_key);
-        let statement = format!(
-            "COPY (SELECT {pk}, xmin FROM {t} WHERE {time} < '{cutoff}'::timestamptz ORDER BY {pk}) TO STDOUT",
-            t = shape.quoted,
-            time = quote_ident(&shape.time_column),
-        );
-        let mut copy = conn
-            .copy_out_raw(&statement)
-            .answer("reading the exported rows' versions")
-            .await?;
-        while let Some(data) = db::bounded(
-            futures_util::StreamExt::next(&mut copy),
-            "reading row versions",
-        )
-        .await?
-        {
-            let data = data.map_err(|e| db::error(e, "reading row versions"))?;
-            out.write_all(&data)
-                .map_err(|e| OpsError::io("writing the row versions' temp file", &e))?;
-        }
-        let mut file = out
-            .into_inner()
-            .map_err(|e| OpsError::io("writing the row versions' temp file", e.error()))?;
-        file.rewind()
-            .map_err(|e| OpsError::io("rewinding the row versions' temp file", &e))?;
-        Ok(RowVersions { file })
-    }
-
     /// A reader handing out the versions in order, from the start (each reader rewinds the
     /// one file: use them one after the other).
     pub(super) fn reader(&self) -> Result<VersionReader, OpsError> {
@@ -132,5 +172,43 @@ impl VersionReader {
                 format!("the archive ends before the row versions, at primary key {key}"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_cut_anywhere_split_into_json_and_versions() {
+        let copy = b"1\x02700\x02{\"id\":1}\n22\x02701\x02{\"id\":22,\"a\":\"x\"}\n";
+        for cut in 0..copy.len() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut splitter = VersionSplitter::new(dir.path()).expect("splitter");
+            let mut json = Vec::new();
+            splitter.feed(&copy[..cut], &mut json).expect("feed");
+            splitter.feed(&copy[cut..], &mut json).expect("feed");
+            assert_eq!(
+                json, b"{\"id\":1}\n{\"id\":22,\"a\":\"x\"}\n",
+                "cut at {cut}"
+            );
+            let versions = splitter.finish().expect("finish");
+            let mut reader = versions.reader().expect("reader");
+            assert_eq!(reader.next_for(1).expect("1"), 700);
+            assert_eq!(reader.next_for(22).expect("22"), 701);
+            reader.finish().expect("nothing more");
+        }
+    }
+
+    #[test]
+    fn a_line_without_its_columns_or_a_cut_end_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut splitter = VersionSplitter::new(dir.path()).expect("splitter");
+        assert!(splitter.feed(b"{\"id\":1}\n", &mut Vec::new()).is_err());
+        let mut splitter = VersionSplitter::new(dir.path()).expect("splitter");
+        splitter
+            .feed(b"1\x02700\x02{", &mut Vec::new())
+            .expect("partial");
+        assert!(splitter.finish().is_err());
     }
 }
