@@ -4,12 +4,11 @@
 //! Every row version in PostgreSQL carries `xmin`, the transaction that wrote it; an UPDATE
 //! writes a new version with a new `xmin`. The export's one COPY statement reads `(primary key,
 //! xmin)` of every row it archives beside the row itself ([`VersionSplitter`]), into an unnamed
-//! temp file in the archive
-//! dir (it vanishes with the process, so a crash leaves nothing behind). The run's read-back of
-//! the new archive holds every archived primary key against this file, row for row, and the
-//! prune then works from the file alone (no second decryption of the archive), deleting
-//! `where pk = id and xmin = exported xmin`. A prune resumed by a later run has no such file and
-//! compares each row's JSON with its archived line instead: exact too, only slower.
+//! temp file in the archive dir (it vanishes with the process, so a crash leaves nothing
+//! behind). The run's read-back of the new archive holds every archived primary key against this
+//! file, row for row, and the prune then works from the file alone (no second decryption of the
+//! archive), deleting where the key and `xmin` match. A prune resumed by a later run has no such
+//! file and compares each row's JSON with its archived line instead: exact too, only slower.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
