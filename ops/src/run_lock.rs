@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use ransomeye_kernel::access::{Ownership, ADMIN_GROUP};
-use ransomeye_kernel::atomic_file::AtomicFile;
+use ransomeye_kernel::atomic_file::{temp_target, AtomicFile};
 use ransomeye_kernel::{FileAction, PathError};
 use sqlx::PgConnection;
 
@@ -38,6 +38,7 @@ impl RunLock {
     /// Takes `<dir>/.<name>.lock` for `operation` (e.g. "archive of audit_logs"), or fails with
     /// exit 75 naming the holder.
     pub fn acquire(dir: &Path, name: &str, operation: &str) -> Result<RunLock, OpsError> {
+        let started = std::time::SystemTime::now();
         let path = dir.join(format!(".{name}.lock"));
         let file = open_shared(&path)?;
         let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -77,12 +78,42 @@ impl RunLock {
             .and_then(|_| file.write_all(description.as_bytes()))
             .and_then(|()| file.sync_data())
             .map_err(PathError::at(FileAction::Write, &path))?;
+        remove_stale_temps(dir, &path, started);
         Ok(RunLock { _file: file, path })
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Removes what a run killed while creating the lock file left: its temp file
+/// (`.<lock name>.tmp-<random>`, exactly [`temp_target`]'s names), when it is older than this
+/// run. Called with the lock held, so the lock file exists and no run creates one now; a run
+/// racing this one to create it made its temp file after `started`, and it is left alone.
+/// Best effort: a leftover that stays is only an empty file.
+fn remove_stale_temps(dir: &Path, lock: &Path, started: std::time::SystemTime) {
+    let Some(lock_name) = lock.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_ours = name
+            .to_str()
+            .and_then(temp_target)
+            .is_some_and(|target| target == lock_name);
+        let older = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified < started);
+        if is_ours && older {
+            tracing::info!(file = %entry.path().display(), "removing a lock file's temp file left by a killed run");
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -263,6 +294,29 @@ mod tests {
     fn mode_and_group(path: &Path) -> (u32, u32) {
         let meta = std::fs::metadata(path).expect("metadata");
         (meta.mode() & 0o7777, meta.gid())
+    }
+
+    #[test]
+    fn a_killed_creators_temp_file_is_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stale = dir.path().join("..op.lock.tmp-0123456789abcdef");
+        let other = dir.path().join(".other.tmp-0123456789abcdef");
+        let look_alike = dir.path().join("..op.lock.tmp-notours");
+        for f in [&stale, &other, &look_alike] {
+            std::fs::write(f, b"").expect("write");
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for f in [&stale, &other, &look_alike] {
+            std::fs::File::options()
+                .write(true)
+                .open(f)
+                .and_then(|file| file.set_modified(old))
+                .expect("age");
+        }
+        let lock = RunLock::acquire(dir.path(), "op", "test").expect("lock");
+        assert!(!stale.exists(), "the killed creator's temp file is removed");
+        assert!(other.exists() && look_alike.exists(), "nothing else is");
+        drop(lock);
     }
 
     #[test]
