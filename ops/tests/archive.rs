@@ -876,6 +876,28 @@ async fn until_backend(conn: &mut sqlx::PgConnection, pid: u32, condition: &str)
     }
 }
 
+/// A connection of its own holding `lock table audit_logs in <mode> mode` in an open
+/// transaction, until `commit` is sent on it.
+async fn hold_table_lock(url: &str, mode: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "begin; lock table audit_logs in {mode} mode"
+    )))
+    .execute(&mut holder)
+    .await
+    .expect("lock table");
+    holder
+}
+
+/// Starts `cmd` (an `archive` run) with stderr piped and stdout as given.
+fn spawn_run(cmd: &mut std::process::Command, stdout: Stdio) -> std::process::Child {
+    cmd.stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
 #[test]
 fn a_run_with_another_archive_dir_exits_75_at_once_naming_the_live_holder() {
     let w = World::initialised();
@@ -886,18 +908,8 @@ fn a_run_with_another_archive_dir_exits_75_at_once_naming_the_live_holder() {
     common::block_on(async {
         use sqlx::Connection;
         // Hold the first run inside its export: it waits for the table, holding the run's lock.
-        let mut blocker = sqlx::PgConnection::connect(&url).await.expect("connect");
-        sqlx::raw_sql("begin; lock table audit_logs in access exclusive mode")
-            .execute(&mut blocker)
-            .await
-            .expect("lock table");
-        let mut first = w
-            .ops()
-            .args(["archive", "--days", "30"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let mut blocker = hold_table_lock(&url, "access exclusive").await;
+        let mut first = spawn_run(w.ops().args(["archive", "--days", "30"]), Stdio::null());
         let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
         until_backend(&mut watch, first.id(), "wait_event_type = 'Lock'").await;
 
@@ -937,30 +949,14 @@ fn a_rerun_waits_briefly_for_a_killed_runs_lingering_session_then_completes() {
         use sqlx::Connection;
         // A run killed while its backend waits for the table: the backend, and the run's
         // database lock, outlive the process until the table is free again.
-        let mut blocker = sqlx::PgConnection::connect(&url).await.expect("connect");
-        sqlx::raw_sql("begin; lock table audit_logs in access exclusive mode")
-            .execute(&mut blocker)
-            .await
-            .expect("lock table");
-        let mut killed = w
-            .ops()
-            .args(["archive", "--days", "30"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut blocker = hold_table_lock(&url, "access exclusive").await;
+        let mut killed = spawn_run(w.ops().args(["archive", "--days", "30"]), Stdio::null());
         let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
         until_backend(&mut watch, killed.id(), "wait_event_type = 'Lock'").await;
         killed.kill().expect("kill");
         killed.wait().expect("wait");
 
-        let rerun = w
-            .ops()
-            .args(["archive", "--days", "30"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let rerun = spawn_run(w.ops().args(["archive", "--days", "30"]), Stdio::null());
         // The rerun is retrying the lock held by the dead run's session; free the table.
         until_backend(&mut watch, rerun.id(), "query like '%advisory_lock(%'").await;
         sqlx::raw_sql("commit")
@@ -992,18 +988,11 @@ fn a_row_updated_while_the_prune_waits_is_kept_and_archived_by_the_next_run() {
         use sqlx::Connection;
         // SHARE lets the export read but stops the prune's first delete: the run waits with
         // its archive written and verified, and the row is updated in that window.
-        let mut writer = sqlx::PgConnection::connect(&url).await.expect("connect");
-        sqlx::raw_sql("begin; lock table audit_logs in share mode")
-            .execute(&mut writer)
-            .await
-            .expect("lock table");
-        let run = w
-            .ops()
-            .args(["--json", "archive", "--days", "30"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let mut writer = hold_table_lock(&url, "share").await;
+        let run = spawn_run(
+            w.ops().args(["--json", "archive", "--days", "30"]),
+            Stdio::piped(),
+        );
         let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
         until_backend(
             &mut watch,

@@ -404,20 +404,6 @@ impl Config {
                 format!("not a valid postgres:// or postgresql:// URL: {e}"),
             ));
         }
-        if self.database.connect_timeout_secs == 0 {
-            return Err(fail(
-                "database",
-                "connect_timeout_secs",
-                "must be at least 1".into(),
-            ));
-        }
-        if self.database.answer_timeout_secs == 0 {
-            return Err(fail(
-                "database",
-                "answer_timeout_secs",
-                "must be at least 1".into(),
-            ));
-        }
         if !(self.bus.url.starts_with("nats://") || self.bus.url.starts_with("tls://")) {
             return Err(fail("bus", "url", "must be a nats:// or tls:// URL".into()));
         }
@@ -438,15 +424,23 @@ impl Config {
                 format!("`{}` is not a plain column name", self.archive.time_column),
             ));
         }
-        if self.archive.retention_days == 0 {
-            return Err(fail(
-                "archive",
-                "retention_days",
-                "must be at least 1".into(),
-            ));
-        }
-        if self.backup.keep == 0 {
-            return Err(fail("backup", "keep", "must be at least 1".into()));
+        for (section, key, value) in [
+            (
+                "database",
+                "connect_timeout_secs",
+                self.database.connect_timeout_secs,
+            ),
+            (
+                "database",
+                "answer_timeout_secs",
+                self.database.answer_timeout_secs,
+            ),
+            ("archive", "retention_days", self.archive.retention_days),
+            ("backup", "keep", self.backup.keep),
+        ] {
+            if value == 0 {
+                return Err(fail(section, key, "must be at least 1".into()));
+            }
         }
         if !(1..=19).contains(&self.backup.zstd_level) {
             return Err(fail(
