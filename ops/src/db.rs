@@ -52,22 +52,20 @@ pub fn timeouts() -> Timeouts {
 /// Parses a PostgreSQL URL (from the configuration or the command line); the error never
 /// repeats the URL, which may hold a password.
 pub fn parse_url(url: &str) -> Result<PgUrl, OpsError> {
-    PgUrl::parse(url).map_err(|e| {
-        OpsError::new(
-            Exit::Config,
-            format!("the database URL is not a valid PostgreSQL URL: {e}"),
-        )
-        .hint("write it as postgres://USER@HOST:PORT/DATABASE (the password, if any, as USER:PASSWORD@ or ?password=)")
-    })
+    parse_url_as(url, "the database URL", Exit::Config)
 }
 
 /// Checks a URL given on the command line (`--target-database-url`): a usage error (64) that
 /// names the option, never the URL.
 pub fn check_cli_url(option: &str, url: &str) -> Result<(), OpsError> {
-    parse_url(url).map(|_| ()).map_err(|mut e| {
-        e.exit = Exit::Usage;
-        e.what = e.what.replace("the database URL", option);
-        e
+    parse_url_as(url, option, Exit::Usage).map(|_| ())
+}
+
+/// Parses `url`, naming it `what` in the error, which exits with `exit`.
+fn parse_url_as(url: &str, what: &str, exit: Exit) -> Result<PgUrl, OpsError> {
+    PgUrl::parse(url).map_err(|e| {
+        OpsError::new(exit, format!("{what} is not a valid PostgreSQL URL: {e}"))
+        .hint("write it as postgres://USER@HOST:PORT/DATABASE (the password, if any, as USER:PASSWORD@ or ?password=)")
     })
 }
 
