@@ -13,6 +13,7 @@ pub mod error;
 pub mod failpoint;
 pub mod follow;
 pub mod interrupt;
+pub mod pace;
 pub mod pg_tools;
 pub mod privilege;
 pub mod run_lock;
