@@ -709,26 +709,11 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
 
 /// Finds `key = …` inside `[section]`, for messages about semantically invalid values.
 fn find_key(text: &str, section: &str, key: &str) -> Option<Location> {
-    let mut in_section = false;
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            in_section = trimmed.trim_start_matches('[').trim_end_matches(']').trim() == section;
-            continue;
-        }
-        if in_section {
-            if let Some((k, _)) = trimmed.split_once('=') {
-                if k.trim() == key {
-                    let column = line.len() - line.trim_start().len() + 1;
-                    return Some(Location {
-                        line: i + 1,
-                        column,
-                    });
-                }
-            }
-        }
-    }
-    None
+    // The text already parsed as a configuration, so it parses here too; spans come from the
+    // same TOML parser that `toml` uses.
+    let doc = toml_edit::Document::parse(text).ok()?;
+    let (found, _) = doc.get(section)?.as_table_like()?.get_key_value(key)?;
+    Some(location_of(text, found.span()?.start))
 }
 
 #[cfg(test)]
