@@ -19,6 +19,7 @@ pub mod privilege;
 pub mod run_lock;
 pub mod sealed;
 pub mod signed;
+pub mod table;
 pub mod trust;
 pub mod utils;
 

@@ -49,6 +49,7 @@ use crate::error::{Exit, OpsError};
 use crate::pace::{Pace, Pacer};
 use crate::run_lock::{self, RunLock};
 use crate::sealed::{Digests, SealedWriter};
+use crate::table::{Align, Table};
 use crate::utils::{elapsed_ms, print_json, progress, runtime, stdout_error};
 
 /// Bytes of JSON Lines handed from the database reader to the encoder thread at a time.
@@ -1367,39 +1368,60 @@ fn list(ctx: &Context) -> Result<(), OpsError> {
                 orphan: Some(o.reason),
             }),
     );
-    entries.sort_by(|a, b| a.file.cmp(&b.file));
+    // Oldest first: by when the archive was written (a data file without its manifest, by its
+    // modification time), then by name.
+    let written = |e: &ListEntry| match &e.info {
+        Some(i) => i.created_at.clone(),
+        None => std::fs::metadata(&e.file)
+            .and_then(|m| m.modified())
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_default(),
+    };
+    entries.sort_by_cached_key(|e| (written(e), e.file.clone()));
     if ctx.json {
         print_json(&entries)?;
+    } else if entries.is_empty() {
+        println!("no archives in {}", config.archive.dir.display());
     } else {
-        if entries.is_empty() {
-            println!("no archives in {}", config.archive.dir.display());
-        }
+        let mut table = Table::new(&[
+            ("FILE", Align::Left),
+            ("STATE", Align::Left),
+            ("ROWS", Align::Right),
+            ("IDS", Align::Left),
+            ("BYTES", Align::Right),
+            ("WRITTEN", Align::Left),
+            ("NOTE", Align::Left),
+        ]);
         for e in &entries {
+            let note = match (e.orphan, e.interrupted) {
+                (Some(reason), _) => format!("ORPHAN: {reason}"),
+                (None, true) => "interrupted: the next archive run completes it".to_string(),
+                (None, false) => String::new(),
+            };
             let Some(i) = &e.info else {
-                println!(
-                    "{}  ORPHAN: {}",
+                table.row(vec![
                     file_name(&e.file),
-                    e.orphan.unwrap_or(NO_MANIFEST)
-                );
+                    "?".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    written(e),
+                    note,
+                ]);
                 continue;
             };
-            println!(
-                "{}  {:<7} {:>10} rows  ids {}..{}  {:>12} bytes  written {}{}",
+            let id = |id: Option<i64>| id.map(|i| i.to_string()).unwrap_or_default();
+            table.row(vec![
                 file_name(&e.file),
                 format!("{:?}", i.state).to_lowercase(),
-                i.rows,
-                i.first_id.map(|i| i.to_string()).unwrap_or_default(),
-                i.last_id.map(|i| i.to_string()).unwrap_or_default(),
-                i.file_bytes,
-                i.created_at,
-                match (e.orphan, e.interrupted) {
-                    (Some(reason), _) => format!("  ORPHAN: {reason}"),
-                    (None, true) =>
-                        "  (interrupted: the next archive run completes it)".to_string(),
-                    (None, false) => String::new(),
-                }
-            );
+                i.rows.to_string(),
+                format!("{}..{}", id(i.first_id), id(i.last_id)),
+                i.file_bytes.to_string(),
+                i.created_at.clone(),
+                note,
+            ]);
         }
+        print!("{}", table.render());
     }
     orphan_error(&config.archive.dir, &orphans)
 }
