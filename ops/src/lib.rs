@@ -15,6 +15,8 @@ pub mod follow;
 pub mod interrupt;
 pub mod pg_tools;
 pub mod privilege;
+#[cfg(test)]
+mod properties;
 pub mod run_lock;
 pub mod sealed;
 pub mod signed;

@@ -75,12 +75,17 @@ pub fn arbitrary_bytes() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..MAX_LEN)
 }
 
+/// One to four edits, for a test that builds the valid input itself (e.g. signs it).
+pub fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    proptest::collection::vec(edit(), 1..=4)
+}
+
 /// Valid encodings from `valid`, each with one to four edits.
 pub fn mutated<S>(valid: S) -> impl Strategy<Value = Vec<u8>>
 where
     S: Strategy<Value = Vec<u8>>,
 {
-    (valid, proptest::collection::vec(edit(), 1..=4)).prop_map(|(v, edits)| apply(v, &edits))
+    (valid, edits()).prop_map(|(v, edits)| apply(v, &edits))
 }
 
 /// What a parser of bytes must survive: arbitrary bytes, or mutations of `valid`.
