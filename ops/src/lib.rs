@@ -16,6 +16,8 @@ pub mod interrupt;
 pub mod pace;
 pub mod pg_tools;
 pub mod privilege;
+#[cfg(test)]
+mod properties;
 pub mod run_lock;
 pub mod sealed;
 pub mod signed;

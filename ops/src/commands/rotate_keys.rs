@@ -429,7 +429,7 @@ async fn commit(s: &mut Session, bus: &TrustBus) -> Result<(), OpsError> {
     // 1. The configuration: the commit point.
     if let Err(err) = write_trust_config(&s.config_path, &rotation.to) {
         let on_disk = load_config(&s.config_path).ok();
-        if on_disk.map_or(true, |c| c.trust.key_id != rotation.to.key_id) {
+        if on_disk.is_none_or(|c| c.trust.key_id != rotation.to.key_id) {
             let reason = format!("the configuration could not be written: {}", err.what);
             s.journal.update(|r| {
                 r.state = State::Aborting;
@@ -940,7 +940,7 @@ fn report_resume_dry_run(s: &mut Session, rotation: &Rotation) -> Result<(), Ops
             }
             State::Committing => {
                 let on_disk = load_config(&s.config_path).ok();
-                if on_disk.map_or(true, |c| c.trust.key_id != rotation.to.key_id) {
+                if on_disk.is_none_or(|c| c.trust.key_id != rotation.to.key_id) {
                     s.would.push(format!(
                         "write [trust] version {} key {} into the configuration (the commit point)",
                         rotation.to.version, rotation.to.key_id
