@@ -94,9 +94,10 @@ fn valid_config() -> impl Strategy<Value = Config> {
         (identifier(), proptest::option::of(identifier())),
         identifier(),
         1u32..,
+        (any::<u32>(), 0u32..=1000),
     )
         .prop_map(
-            |(dir, (schema, table), time_column, retention_days)| Archive {
+            |(dir, (schema, table), time_column, retention_days, (slice, rest))| Archive {
                 dir,
                 table: match table {
                     Some(t) => format!("{schema}.{t}"),
@@ -104,6 +105,8 @@ fn valid_config() -> impl Strategy<Value = Config> {
                 },
                 time_column,
                 retention_days,
+                prune_slice_ms: slice,
+                prune_rest_percent: rest,
             },
         );
     let backup = (
