@@ -5,6 +5,7 @@
 //! anyone; everything else passes the [`privilege`] gate, then runs in [`commands`]. Failures are
 //! [`error::OpsError`]s, printed as `error:`/`hint:` and turned into sysexits codes here only.
 
+pub(crate) mod backup_set;
 pub mod cli;
 pub mod commands;
 pub mod db;
@@ -16,6 +17,7 @@ pub mod interrupt;
 pub mod pace;
 pub mod pg_tools;
 pub mod privilege;
+pub(crate) mod recovery;
 pub mod run_lock;
 pub mod sealed;
 pub mod signed;

@@ -205,7 +205,7 @@ async fn run_checks(config: &Config, timeout: Duration) -> Vec<Check> {
             on_own_thread("disk", move || {
                 let mut disk = check_disk(&dirs);
                 // Data files whose backup manifest was lost: kept, and worth a look.
-                if let Ok(orphans) = super::backup::manifest::orphans(&backup_dir) {
+                if let Ok(orphans) = crate::backup_set::manifest::orphans(&backup_dir) {
                     disk.metrics
                         .insert("backup_orphans".into(), orphans.len() as f64);
                     if !orphans.is_empty() {
