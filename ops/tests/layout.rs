@@ -361,23 +361,7 @@ fn tokenize(source: &str) -> Vec<Token> {
                 push(Tok::PathSep);
                 i += 2;
             }
-            '{' => {
-                push(Tok::Open);
-                i += 1;
-            }
-            '}' => {
-                push(Tok::Close);
-                i += 1;
-            }
-            ',' => {
-                push(Tok::Comma);
-                i += 1;
-            }
-            ';' => {
-                push(Tok::Semi);
-                i += 1;
-            }
-            c if c.is_alphabetic() || c == '_' => {
+            c if is_ident_start(c) => {
                 let start = i;
                 while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
                     i += 1;
@@ -398,7 +382,13 @@ fn tokenize(source: &str) -> Vec<Token> {
                 }
             }
             _ => {
-                push(Tok::Other);
+                push(match c {
+                    '{' => Tok::Open,
+                    '}' => Tok::Close,
+                    ',' => Tok::Comma,
+                    ';' => Tok::Semi,
+                    _ => Tok::Other,
+                });
                 i += 1;
             }
         }
