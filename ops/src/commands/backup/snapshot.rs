@@ -18,7 +18,7 @@ use super::files::{self, Bundled};
 use super::{Job, Sealed};
 use crate::backup_set::check::Tools;
 use crate::backup_set::counts::count_rows;
-use crate::backup_set::manifest::{self, Body, Paths};
+use crate::backup_set::manifest::{self, Body, Entry, Paths};
 use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
 use crate::pg_tools::PgTool;
@@ -105,7 +105,7 @@ async fn read(
     conn: &mut PgConnection,
     job: &Job,
     paths: &Paths,
-    previous: &[crate::backup_set::manifest::Entry],
+    previous: &[Entry],
 ) -> Result<Read, OpsError> {
     let tables = count_rows(conn).await?;
     let intel = IntelSpool::export(conn, &job.dir).await?;
