@@ -107,6 +107,23 @@ impl OpsError {
         }
     }
 
+    /// An intel crate failure while doing `doing`: its database errors classified as any other,
+    /// a damaged export as bad data (65).
+    pub fn intel(e: ransomeye_intel::IntelError, doing: &str) -> Self {
+        use ransomeye_intel::IntelError;
+        match e {
+            IntelError::Database { source, .. } => crate::db::error(source, doing),
+            IntelError::Io { source, .. } => {
+                if EnvelopeError::from_io(&source).is_some() {
+                    return OpsError::new(Exit::Data, format!("{doing}: {source}"));
+                }
+                OpsError::io(doing, &source)
+            }
+            IntelError::Snapshot { .. } => OpsError::new(Exit::Software, format!("{doing}: {e}")),
+            other => OpsError::new(Exit::Data, format!("{doing}: {other}")),
+        }
+    }
+
     /// Classifies an I/O error while streaming (`file` is the input being read).
     pub fn stream(file: &std::path::Path, err: io::Error) -> Self {
         match EnvelopeError::from_io(&err) {

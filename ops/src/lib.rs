@@ -5,6 +5,7 @@
 //! anyone; everything else passes the [`privilege`] gate, then runs in [`commands`]. Failures are
 //! [`error::OpsError`]s, printed as `error:`/`hint:` and turned into sysexits codes here only.
 
+pub(crate) mod backup_set;
 pub mod cli;
 pub mod commands;
 pub mod db;
@@ -18,6 +19,7 @@ pub mod pg_tools;
 pub mod privilege;
 #[cfg(test)]
 mod properties;
+pub(crate) mod recovery;
 pub mod run_lock;
 pub mod sealed;
 pub mod signed;

@@ -21,8 +21,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 // The two manifest kinds, wherever the command modules keep them.
+use crate::backup_set::manifest as backup;
 use crate::commands::archive::manifest as archive;
-use crate::commands::backup::manifest as backup;
 use crate::signed::Signed;
 use crate::trust::TrustKeys;
 

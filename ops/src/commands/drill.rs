@@ -16,14 +16,14 @@ use std::time::Instant;
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 use sqlx::AssertSqlSafe;
 
-use super::backup::check::{self, Tools};
-use super::backup::manifest;
-use super::restore::{self, Plan};
 use super::Context;
+use crate::backup_set::check::{self, Tools};
+use crate::backup_set::manifest;
 use crate::cli::DrillArgs;
 use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
 use crate::interrupt;
+use crate::recovery::{self, Plan};
 use crate::utils::{elapsed_ms, print_json, runtime};
 use ransomeye_kernel::config::with_database;
 
@@ -76,7 +76,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
             services: None,
         };
         let phase = Instant::now();
-        let outcome = restore::restore(&plan).await;
+        let outcome = recovery::restore(&plan).await;
         let rto_ms = elapsed_ms(phase);
         if let Some((mut admin, name)) = scratch {
             // Dropped whatever happened, a signal included; a leftover would be noticed only by
@@ -129,7 +129,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
             }
         );
     }
-    restore::mismatch_error(&outcome)
+    recovery::mismatch_error(&outcome)
 }
 
 /// The comment that marks a scratch database as a drill's, followed by the creating session's
