@@ -18,7 +18,7 @@ use sqlx::Connection;
 
 use super::Context;
 use crate::cli::HealthArgs;
-use crate::db::first_line;
+use crate::db;
 use crate::error::{Exit, OpsError};
 use crate::utils::redact_url;
 use crate::utils::{elapsed_ms, print_json, runtime};
@@ -283,11 +283,7 @@ async fn check_database(url: &str, timeout: Duration) -> Check {
         Err(e) => {
             check.degrade(
                 Status::Critical,
-                format!(
-                    "cannot connect to {}: {}",
-                    redact_url(url),
-                    first_line(&e.to_string())
-                ),
+                format!("cannot connect to {}: {}", redact_url(url), db::message(&e)),
             );
             return check;
         }
@@ -299,7 +295,7 @@ async fn check_database(url: &str, timeout: Duration) -> Check {
     if let Err(e) = sqlx::query("select 1").execute(&mut conn).await {
         check.degrade(
             Status::Critical,
-            format!("select 1 failed: {}", first_line(&e.to_string())),
+            format!("select 1 failed: {}", db::message(&e)),
         );
         return check;
     }
@@ -338,10 +334,7 @@ async fn check_database(url: &str, timeout: Duration) -> Check {
         }
         Err(e) => check.degrade(
             Status::Unknown,
-            format!(
-                "cannot read server statistics: {}",
-                first_line(&e.to_string())
-            ),
+            format!("cannot read server statistics: {}", db::message(&e)),
         ),
     }
     // Closing politely must not extend the check past its deadline.
