@@ -186,6 +186,9 @@ fn a_stdout_closed_by_its_reader_ends_the_command_quietly_with_its_own_exit_code
             .stdout(std::process::Stdio::from(writer)));
         assert!(!open.stdout.is_empty(), "{args:?} printed nothing");
         assert_eq!(closed.code, open.code, "{args:?}: {closed:?}");
-        assert_eq!(closed.stderr, "", "{args:?} complained about the closed stdout");
+        assert_eq!(
+            closed.stderr, "",
+            "{args:?} complained about the closed stdout"
+        );
     }
 }
