@@ -294,3 +294,58 @@ pub fn quote_ident(name: &str) -> String {
 pub fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_and_io_kinds_map_to_the_documented_exit_codes() {
+        for (code, exit) in [
+            ("28P01", Exit::NoPerm),
+            ("28000", Exit::NoPerm),
+            ("42501", Exit::NoPerm),
+            ("08006", Exit::Unavailable),
+            ("08001", Exit::Unavailable),
+            ("57P01", Exit::Unavailable),
+            ("57P02", Exit::Unavailable),
+            ("57P03", Exit::Unavailable),
+            ("55P03", Exit::TempFail),
+            ("40001", Exit::TempFail),
+            ("40P01", Exit::TempFail),
+            ("53100", Exit::Io),
+            ("42P01", Exit::Config),
+            ("42703", Exit::Config),
+            ("3D000", Exit::Config),
+            ("XX000", Exit::Software),
+            ("22012", Exit::Software),
+        ] {
+            assert_eq!(classify_sqlstate(code).exit, exit, "{code}");
+        }
+        use std::io::ErrorKind;
+        for (kind, exit) in [
+            (ErrorKind::ConnectionRefused, Exit::Unavailable),
+            (ErrorKind::ConnectionReset, Exit::Unavailable),
+            (ErrorKind::ConnectionAborted, Exit::Unavailable),
+            (ErrorKind::StorageFull, Exit::Io),
+        ] {
+            assert_eq!(classify_io(kind).exit, exit, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn only_database_failures_get_the_commands_guarantee() {
+        let db = error(
+            sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+            "counting rows",
+        )
+        .with_guarantee("nothing was deleted");
+        assert_eq!(db.exit, Exit::Unavailable);
+        assert!(db
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.ends_with("; nothing was deleted")));
+        let other = OpsError::new(Exit::Io, "disk").with_guarantee("nothing was deleted");
+        assert_eq!(other.hint, None);
+    }
+}
