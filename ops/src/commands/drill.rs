@@ -148,7 +148,11 @@ async fn create_scratch(admin: &mut sqlx::PgConnection, name: &str) -> Result<()
     )))
     .execute(&mut *admin)
     .answer("creating the drill's scratch database")
-    .await?;
+    .await
+    .map_err(|e| match e.exit {
+        Exit::NoPerm => e.hint("the role in [database] url needs CREATEDB for the scratch database (ALTER ROLE ... CREATEDB), or pass --target-database-url of an empty database"),
+        _ => e,
+    })?;
     let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
         .fetch_one(&mut *admin)
         .answer("reading this session's pid")

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use sqlx::Connection;
 
 use super::{Check, Status};
-use crate::db::first_line;
+use crate::db;
 use crate::utils::{elapsed_ms, redact_url};
 
 /// Connections in use above these fractions of `max_connections`.
@@ -21,11 +21,7 @@ pub(super) async fn check_database(url: &str, timeout: Duration) -> Check {
         Err(e) => {
             check.degrade(
                 Status::Critical,
-                format!(
-                    "cannot connect to {}: {}",
-                    redact_url(url),
-                    first_line(&e.to_string())
-                ),
+                format!("cannot connect to {}: {}", redact_url(url), db::message(&e)),
             );
             return check;
         }
@@ -37,7 +33,7 @@ pub(super) async fn check_database(url: &str, timeout: Duration) -> Check {
     if let Err(e) = sqlx::query("select 1").execute(&mut conn).await {
         check.degrade(
             Status::Critical,
-            format!("select 1 failed: {}", first_line(&e.to_string())),
+            format!("select 1 failed: {}", db::message(&e)),
         );
         return check;
     }
@@ -76,10 +72,7 @@ pub(super) async fn check_database(url: &str, timeout: Duration) -> Check {
         }
         Err(e) => check.degrade(
             Status::Unknown,
-            format!(
-                "cannot read server statistics: {}",
-                first_line(&e.to_string())
-            ),
+            format!("cannot read server statistics: {}", db::message(&e)),
         ),
     }
     // Closing politely must not extend the check past its deadline.
