@@ -33,7 +33,6 @@ impl TestDb {
         let template = format!("ransomeye_tpl_{}", &hex::encode(digest.as_ref())[..12]);
         // One process creates the template; the others wait on this lock, then copy it.
         let lock_key = i64::from_be_bytes(digest.as_ref()[..8].try_into().expect("8 bytes"));
-        let name = format!("ransomeye_test_{}", random_hex(6));
         block_on_anywhere(async {
             let mut admin = connect_admin(&admin_url).await;
             sqlx::query("select pg_advisory_lock($1)")
@@ -50,41 +49,42 @@ impl TestDb {
             if !exists {
                 build_template(&mut admin, &admin_url, &template, &schema).await;
             }
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "create database {name} template {template}"
-            )))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
+            let db = TestDb::create(&mut admin, &admin_url, &template).await;
             sqlx::query("select pg_advisory_unlock($1)")
                 .bind(lock_key)
                 .execute(&mut admin)
                 .await
                 .expect("unlock");
-        });
-        TestDb {
-            url: with_database(&admin_url, &name),
-            name,
-            admin_url,
-        }
+            db
+        })
     }
 
     /// Creates an empty `ransomeye_test_<random>` (from template0: no tables at all).
     pub fn empty() -> TestDb {
         let admin_url = database_url();
-        let name = format!("ransomeye_test_{}", random_hex(6));
         block_on_anywhere(async {
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "create database {name} template template0"
-            )))
-            .execute(&mut connect_admin(&admin_url).await)
+            TestDb::create(
+                &mut connect_admin(&admin_url).await,
+                &admin_url,
+                "template0",
+            )
             .await
-            .expect("create empty test database");
-        });
+        })
+    }
+
+    /// Creates `ransomeye_test_<random>` as a copy of `template`.
+    async fn create(admin: &mut PgConnection, admin_url: &str, template: &str) -> TestDb {
+        let name = format!("ransomeye_test_{}", random_hex(6));
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "create database {name} template {template}"
+        )))
+        .execute(admin)
+        .await
+        .unwrap_or_else(|e| panic!("create test database {name} from {template}: {e}"));
         TestDb {
-            url: with_database(&admin_url, &name),
+            url: with_database(admin_url, &name),
             name,
-            admin_url,
+            admin_url: admin_url.to_string(),
         }
     }
 
