@@ -13,11 +13,13 @@ pub mod error;
 pub mod failpoint;
 pub mod follow;
 pub mod interrupt;
+pub mod pace;
 pub mod pg_tools;
 pub mod privilege;
 pub mod run_lock;
 pub mod sealed;
 pub mod signed;
+pub mod table;
 pub mod trust;
 pub mod utils;
 

@@ -991,3 +991,84 @@ fn a_run_keeps_the_temp_archive_of_another_tables_interrupted_run_in_the_same_di
     assert!(temps(&w).is_empty(), "{:?}", w.list("archive"));
     run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
 }
+
+#[test]
+fn the_prune_is_paced_into_short_transactions_and_unpaced_when_configured_off() {
+    // Paced (the default): a --batch-size far above the rows still deletes in several short
+    // transactions, resting between them.
+    let w = World::initialised(BIN);
+    seed(&w, 3000);
+    let old = old_count(&w);
+    let out = run(w
+        .ops()
+        .args(["--json", "archive", "--days", "30", "--no-vacuum"]));
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(report["rows_deleted"], old);
+    let transactions = report["prune_transactions"].as_u64().expect("transactions");
+    assert!(
+        transactions >= 2,
+        "{old} rows in {transactions} transactions: {report}"
+    );
+    assert!(
+        report["prune_rest_ms"].as_f64().expect("rest") > 0.0,
+        "{report}"
+    );
+
+    // Unpaced: exactly --batch-size rows per transaction, no rest.
+    let w = World::initialised(BIN);
+    seed(&w, 3000);
+    let old = old_count(&w);
+    w.edit_config(|t| {
+        let edited = t.replace("[archive]\n", "[archive]\nprune_slice_ms = 0\n");
+        assert_ne!(edited, t, "the config has an [archive] section");
+        edited
+    });
+    let out = run(w.ops().args([
+        "--json",
+        "archive",
+        "--days",
+        "30",
+        "--no-vacuum",
+        "--batch-size",
+        "400",
+    ]));
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(report["rows_deleted"], old);
+    assert_eq!(
+        report["prune_transactions"].as_i64(),
+        Some((old + 399) / 400),
+        "{report}"
+    );
+    assert_eq!(report["prune_rest_ms"].as_f64(), Some(0.0), "{report}");
+}
+
+#[test]
+fn a_role_that_is_not_superuser_archives_and_prunes_without_compressing_wal() {
+    // The prune compresses its WAL only where the role may (superuser); anyone else with the
+    // table's privileges prunes all the same.
+    let w = World::initialised(BIN);
+    seed(&w, 600);
+    let old = old_count(&w);
+    w.db().execute(&format!(
+        "do $$ begin if not exists (select 1 from pg_roles where rolname = 'ransomeye_archiver') then \
+           create role ransomeye_archiver login nosuperuser; end if; end $$; \
+         grant connect on database {} to ransomeye_archiver; \
+         grant select, delete on audit_logs to ransomeye_archiver;",
+        w.db().name
+    ));
+    let archiver = w.db().url.replacen("postgres@", "ransomeye_archiver@", 1);
+    assert_ne!(archiver, w.db().url, "test needs a URL with a user part");
+    let out = run(w.ops().env("RANSOMEYE_DATABASE_URL", &archiver).args([
+        "--json",
+        "archive",
+        "--days",
+        "30",
+        "--no-vacuum",
+    ]));
+    out.expect_code(0);
+    assert_eq!(out.json()["rows_deleted"], old);
+    assert_eq!(old_count(&w), 0);
+    run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
+}

@@ -153,6 +153,21 @@ pub struct Archive {
     /// Rows older than this many days are archived.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Pacing of the prune: the target length of one delete transaction, in milliseconds; each
+    /// is followed by a rest (`prune_rest_percent`), so that the platform's own writers keep
+    /// their commit latency. 0 turns pacing off (`--batch-size` rows per transaction, no rest).
+    #[serde(
+        default = "default_prune_slice_ms",
+        skip_serializing_if = "is_default_prune_slice_ms"
+    )]
+    pub prune_slice_ms: u32,
+    /// Pacing of the prune: the rest after each delete transaction, in percent of the time it
+    /// took (0 to 1000).
+    #[serde(
+        default = "default_prune_rest_percent",
+        skip_serializing_if = "is_default_prune_rest_percent"
+    )]
+    pub prune_rest_percent: u32,
 }
 
 impl Default for Archive {
@@ -162,8 +177,23 @@ impl Default for Archive {
             table: default_archive_table(),
             time_column: default_time_column(),
             retention_days: default_retention_days(),
+            prune_slice_ms: default_prune_slice_ms(),
+            prune_rest_percent: default_prune_rest_percent(),
         }
     }
+}
+
+fn default_prune_slice_ms() -> u32 {
+    20
+}
+fn is_default_prune_slice_ms(ms: &u32) -> bool {
+    *ms == default_prune_slice_ms()
+}
+fn default_prune_rest_percent() -> u32 {
+    50
+}
+fn is_default_prune_rest_percent(percent: &u32) -> bool {
+    *percent == default_prune_rest_percent()
 }
 
 fn default_archive_dir() -> PathBuf {
@@ -442,6 +472,16 @@ impl Config {
                 return Err(fail(section, key, "must be at least 1".into()));
             }
         }
+        if self.archive.prune_rest_percent > 1000 {
+            return Err(fail(
+                "archive",
+                "prune_rest_percent",
+                format!(
+                    "{} is not a percentage from 0 to 1000",
+                    self.archive.prune_rest_percent
+                ),
+            ));
+        }
         if !(1..=19).contains(&self.backup.zstd_level) {
             return Err(fail(
                 "backup",
@@ -669,26 +709,11 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
 
 /// Finds `key = …` inside `[section]`, for messages about semantically invalid values.
 fn find_key(text: &str, section: &str, key: &str) -> Option<Location> {
-    let mut in_section = false;
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            in_section = trimmed.trim_start_matches('[').trim_end_matches(']').trim() == section;
-            continue;
-        }
-        if in_section {
-            if let Some((k, _)) = trimmed.split_once('=') {
-                if k.trim() == key {
-                    let column = line.len() - line.trim_start().len() + 1;
-                    return Some(Location {
-                        line: i + 1,
-                        column,
-                    });
-                }
-            }
-        }
-    }
-    None
+    // The text already parsed as a configuration, so it parses here too; spans come from the
+    // same TOML parser that `toml` uses.
+    let doc = toml_edit::Document::parse(text).ok()?;
+    let (found, _) = doc.get(section)?.as_table_like()?.get_key_value(key)?;
+    Some(location_of(text, found.span()?.start))
 }
 
 #[cfg(test)]

@@ -46,8 +46,10 @@ use super::Context;
 use crate::cli::{ArchiveArgs, ArchiveCommand, ArchiveRunArgs};
 use crate::db::{self, quote_ident, Answer};
 use crate::error::{Exit, OpsError};
+use crate::pace::{Pace, Pacer};
 use crate::run_lock::{self, RunLock};
 use crate::sealed::{Digests, SealedWriter};
+use crate::table::{Align, Table};
 use crate::utils::{elapsed_ms, print_json, progress, runtime, stdout_error};
 
 /// Bytes of JSON Lines handed from the database reader to the encoder thread at a time.
@@ -76,6 +78,10 @@ struct RunReport {
     manifest: Option<PathBuf>,
     rows: u64,
     rows_deleted: u64,
+    /// Delete transactions of the prune, and the time it rested between them for other
+    /// writers (see [`crate::pace`]).
+    prune_transactions: u64,
+    prune_rest_ms: f64,
     plaintext_bytes: u64,
     file_bytes: u64,
     compression_ratio: Option<f64>,
@@ -107,6 +113,7 @@ struct Job {
     time_column: String,
     days: u32,
     batch_size: usize,
+    pace: Pace,
     zstd_level: i32,
     vacuum: bool,
     archive_key: SymmetricKey,
@@ -184,8 +191,10 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         crate::failpoint::hit("archive-before-prune");
 
         let phase = Instant::now();
-        report.rows_deleted =
-            prune(&mut conn, &job, &shape, &path, manifest, Some(versions)).await?;
+        let pruned = prune(&mut conn, &job, &shape, &path, manifest, Some(versions)).await?;
+        report.rows_deleted = pruned.rows;
+        report.prune_transactions = pruned.transactions;
+        report.prune_rest_ms = pruned.rested.as_secs_f64() * 1000.0;
         report.phases_ms.prune = elapsed_ms(phase);
 
         if job.vacuum {
@@ -215,6 +224,13 @@ impl Job {
             time_column: config.archive.time_column.clone(),
             days: opts.days.unwrap_or(config.archive.retention_days),
             batch_size: opts.batch_size as usize,
+            pace: match config.archive.prune_slice_ms {
+                0 => Pace::UNPACED,
+                ms => Pace {
+                    slice: std::time::Duration::from_millis(ms.into()),
+                    rest_percent: config.archive.prune_rest_percent,
+                },
+            },
             zstd_level: opts.zstd_level,
             vacuum: !opts.no_vacuum,
             archive_key: keys.load_symmetric(KeyPurpose::Archive)?,
@@ -950,6 +966,31 @@ const PRUNE_PLAN: [&str; 4] = [
     "jit",
 ];
 
+/// Compresses the full-page images in the prune's WAL (lz4 where the server has it), which
+/// halves the WAL a prune writes after a checkpoint and with it the flushes every concurrent
+/// commit waits for. Only a superuser may set it (or a role granted SET on it, which this does
+/// not look for: trying and failing would put an error in the server's log on every run); for
+/// anyone else the prune runs as it is. Returns whether it was set.
+async fn compress_wal(conn: &mut PgConnection) -> Result<bool, OpsError> {
+    let method: Option<String> = sqlx::query_scalar(
+        "select case when current_setting('is_superuser') <> 'on' then null \
+                     when 'lz4' = any(enumvals) then 'lz4' else 'on' end \
+         from pg_settings where name = 'wal_compression'",
+    )
+    .fetch_optional(&mut *conn)
+    .answer("setting up the prune")
+    .await?
+    .flatten();
+    let Some(method) = method else {
+        return Ok(false);
+    };
+    sqlx::query(AssertSqlSafe(format!("set wal_compression = {method}")))
+        .execute(&mut *conn)
+        .answer("setting up the prune")
+        .await?;
+    Ok(true)
+}
+
 /// One batch of archived rows for the prune: their primary keys, and either the versions the
 /// export saw (`xmins`) or their archived lines (`docs`).
 struct Batch {
@@ -958,8 +999,15 @@ struct Batch {
     docs: Vec<String>,
 }
 
-/// Step 6: delete exactly the rows the verified archive holds, in short transactions, then mark
-/// the manifest `pruned`. Returns the rows deleted.
+/// What a prune did.
+struct Pruned {
+    rows: u64,
+    transactions: u64,
+    rested: std::time::Duration,
+}
+
+/// Step 6: delete exactly the rows the verified archive holds, in short transactions paced for
+/// the platform's own writers (see [`crate::pace`]), then mark the manifest `pruned`.
 ///
 /// A row is deleted only if it is still the archived version, checked in the delete's own
 /// statement, so even an UPDATE that commits while the delete waits for the row is seen
@@ -976,7 +1024,7 @@ async fn prune(
     path: &Path,
     mut manifest: Manifest,
     versions: Option<RowVersions>,
-) -> Result<u64, OpsError> {
+) -> Result<Pruned, OpsError> {
     let by_version = versions.is_some();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(4);
     let (reader_path, key, pk, batch_size) = (
@@ -1036,6 +1084,7 @@ async fn prune(
     // settings make up) are off on this connection while it prunes.
     // By contents: ids arrive in order, and the batch's range keeps PostgreSQL to that stretch
     // of the index.
+    let wal_compressed = compress_wal(conn).await?;
     let delete = if by_version {
         for setting in PRUNE_PLAN {
             sqlx::query(AssertSqlSafe(format!("set {setting} = off")))
@@ -1060,35 +1109,42 @@ async fn prune(
         )
     };
     let progress = progress(job.json, "pruning", "rows deleted");
+    let mut pacer = Pacer::new(job.pace, job.batch_size);
     let mut deleted = 0u64;
     while let Some(batch) = rx.recv().await {
-        let (Some(&low), Some(&high)) = (batch.ids.first(), batch.ids.last()) else {
-            continue;
-        };
-        let query = sqlx::query(AssertSqlSafe(delete.clone()));
-        let query = if by_version {
-            let runs = version_runs(&batch.ids, &batch.xmins);
-            query.bind(runs.lows).bind(runs.highs).bind(runs.xmins)
-        } else {
-            query
-                .bind(&batch.ids)
-                .bind(&batch.docs)
-                .bind(low)
-                .bind(high)
-        };
-        let done = query
-            .execute(&mut *conn)
-            .answer("deleting archived rows")
-            .await?;
-        deleted += done.rows_affected();
-        progress.set_position(deleted);
-        crate::failpoint::hit("archive-mid-prune");
-        // The safe point: every batch is its own transaction, and the next run finishes the rest.
-        crate::failpoint::pause("archive-between-batches");
-        crate::interrupt::check(format_args!(
-            "{} is written and verified; {deleted} of its rows deleted so far. The next run deletes the rest",
-            path.display()
-        ))?;
+        let mut from = 0;
+        while from < batch.ids.len() {
+            let to = batch.ids.len().min(from + pacer.rows());
+            let ids = &batch.ids[from..to];
+            let query = sqlx::query(AssertSqlSafe(delete.clone()));
+            let query = if by_version {
+                let runs = version_runs(ids, &batch.xmins[from..to]);
+                query.bind(runs.lows).bind(runs.highs).bind(runs.xmins)
+            } else {
+                query
+                    .bind(ids)
+                    .bind(&batch.docs[from..to])
+                    .bind(ids[0])
+                    .bind(ids[ids.len() - 1])
+            };
+            let slice = Instant::now();
+            let done = query
+                .execute(&mut *conn)
+                .answer("deleting archived rows")
+                .await?;
+            let rest = pacer.record(ids.len(), slice.elapsed());
+            from = to;
+            deleted += done.rows_affected();
+            progress.set_position(deleted);
+            crate::failpoint::hit("archive-mid-prune");
+            // The safe point: every slice is its own transaction, and the next run finishes the rest.
+            crate::failpoint::pause("archive-between-batches");
+            crate::interrupt::check(format_args!(
+                "{} is written and verified; {deleted} of its rows deleted so far. The next run deletes the rest",
+                path.display()
+            ))?;
+            tokio::time::sleep(rest).await;
+        }
     }
     progress.finish_and_clear();
     if by_version {
@@ -1098,6 +1154,12 @@ async fn prune(
                 .answer("ending the prune")
                 .await?;
         }
+    }
+    if wal_compressed {
+        sqlx::query("reset wal_compression")
+            .execute(&mut *conn)
+            .answer("ending the prune")
+            .await?;
     }
     reader
         .await
@@ -1113,7 +1175,11 @@ async fn prune(
     manifest.body.rows_deleted = Some(deleted);
     Manifest::sign(manifest.body, &job.signing_key)?
         .write(&manifest_path(path), Replace::Allowed)?;
-    Ok(deleted)
+    Ok(Pruned {
+        rows: deleted,
+        transactions: pacer.slices(),
+        rested: pacer.rested(),
+    })
 }
 
 /// Step 7: give the freed space back to the table's free-space map and refresh statistics.
@@ -1173,8 +1239,8 @@ fn print_report(ctx: &Context, r: &RunReport) -> Result<(), OpsError> {
             );
             let p = &r.phases_ms;
             println!(
-                "  export {:.0} ms, verify {:.0} ms, prune {:.0} ms, vacuum {:.0} ms, total {:.0} ms",
-                p.export, p.verify, p.prune, p.vacuum, r.duration_ms
+                "  export {:.0} ms, verify {:.0} ms, prune {:.0} ms ({} transactions, {:.0} ms of it resting for other writers), vacuum {:.0} ms, total {:.0} ms",
+                p.export, p.verify, p.prune, r.prune_transactions, r.prune_rest_ms, p.vacuum, r.duration_ms
             );
         }
     }
@@ -1302,39 +1368,60 @@ fn list(ctx: &Context) -> Result<(), OpsError> {
                 orphan: Some(o.reason),
             }),
     );
-    entries.sort_by(|a, b| a.file.cmp(&b.file));
+    // Oldest first: by when the archive was written (a data file without its manifest, by its
+    // modification time), then by name.
+    let written = |e: &ListEntry| match &e.info {
+        Some(i) => i.created_at.clone(),
+        None => std::fs::metadata(&e.file)
+            .and_then(|m| m.modified())
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_default(),
+    };
+    entries.sort_by_cached_key(|e| (written(e), e.file.clone()));
     if ctx.json {
         print_json(&entries)?;
+    } else if entries.is_empty() {
+        println!("no archives in {}", config.archive.dir.display());
     } else {
-        if entries.is_empty() {
-            println!("no archives in {}", config.archive.dir.display());
-        }
+        let mut table = Table::new(&[
+            ("FILE", Align::Left),
+            ("STATE", Align::Left),
+            ("ROWS", Align::Right),
+            ("IDS", Align::Left),
+            ("BYTES", Align::Right),
+            ("WRITTEN", Align::Left),
+            ("NOTE", Align::Left),
+        ]);
         for e in &entries {
+            let note = match (e.orphan, e.interrupted) {
+                (Some(reason), _) => format!("ORPHAN: {reason}"),
+                (None, true) => "interrupted: the next archive run completes it".to_string(),
+                (None, false) => String::new(),
+            };
             let Some(i) = &e.info else {
-                println!(
-                    "{}  ORPHAN: {}",
+                table.row(vec![
                     file_name(&e.file),
-                    e.orphan.unwrap_or(NO_MANIFEST)
-                );
+                    "?".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    written(e),
+                    note,
+                ]);
                 continue;
             };
-            println!(
-                "{}  {:<7} {:>10} rows  ids {}..{}  {:>12} bytes  written {}{}",
+            let id = |id: Option<i64>| id.map(|i| i.to_string()).unwrap_or_default();
+            table.row(vec![
                 file_name(&e.file),
                 format!("{:?}", i.state).to_lowercase(),
-                i.rows,
-                i.first_id.map(|i| i.to_string()).unwrap_or_default(),
-                i.last_id.map(|i| i.to_string()).unwrap_or_default(),
-                i.file_bytes,
-                i.created_at,
-                match (e.orphan, e.interrupted) {
-                    (Some(reason), _) => format!("  ORPHAN: {reason}"),
-                    (None, true) =>
-                        "  (interrupted: the next archive run completes it)".to_string(),
-                    (None, false) => String::new(),
-                }
-            );
+                i.rows.to_string(),
+                format!("{}..{}", id(i.first_id), id(i.last_id)),
+                i.file_bytes.to_string(),
+                i.created_at.clone(),
+                note,
+            ]);
         }
+        print!("{}", table.render());
     }
     orphan_error(&config.archive.dir, &orphans)
 }

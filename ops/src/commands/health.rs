@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use indicatif::HumanBytes;
 use ransomeye_kernel::access::Ownership;
 use ransomeye_kernel::atomic_file::{write_atomic, Replace};
 use ransomeye_kernel::config::Config;
@@ -459,7 +460,7 @@ fn check_disk(dirs: &[(&'static str, PathBuf)]) -> Check {
             "{role} {}: {:.0} % free ({}), {:.0} % inodes free",
             dir.display(),
             space * 100.0,
-            human_bytes(free_bytes),
+            HumanBytes(free_bytes as u64),
             inodes * 100.0
         );
         if worst < DISK_CRITICAL {
@@ -508,8 +509,8 @@ fn check_host() -> Check {
                 .insert("memory_available_bytes".into(), available);
             let what = format!(
                 "{} of {} memory available",
-                human_bytes(available),
-                human_bytes(total)
+                HumanBytes(available as u64),
+                HumanBytes(total as u64)
             );
             if ratio < MEMORY_CRITICAL {
                 check.degrade(Status::Critical, what);
@@ -676,17 +677,6 @@ fn write_prometheus(path: &Path, report: &Report) -> Result<(), OpsError> {
     };
     write_atomic(path, out.as_bytes(), ownership, Replace::Allowed)?;
     Ok(())
-}
-
-fn human_bytes(b: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1} {}", UNITS[i])
 }
 
 #[cfg(test)]
