@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
         // After an error the reader must keep failing and never report a clean end of stream.
         if result.is_err() {
             let mut more = [0u8; 64];
-            assert!(reader.read(&mut more).is_err(), "reader recovered after an error");
+            assert!(
+                reader.read(&mut more).is_err(),
+                "reader recovered after an error"
+            );
         }
     }
 });

@@ -5,14 +5,23 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The exit codes of every command, after the top-level `--help`.
 const EXIT_CODES: &str = "\
 Exit codes (sysexits; health uses Nagios codes 0-3 for its result):
-   0  success                              73  cannot create output (exists, no directory)
-  64  usage error                          74  I/O error (e.g. disk full)
-  65  corrupt or tampered data, orphan     75  retry later (lock held, interrupted, aborted)
-  66  input file missing                   77  permission denied
-  69  service unavailable or silent        78  configuration error
-  70  internal error";
+   0  success (also when the reader of stdout closed it early, as `| head` does)
+  64  usage error
+  65  corrupt or tampered data, orphan
+  66  input file missing
+  69  service unavailable or silent
+  70  internal error (a bug)
+  73  cannot create output (exists, no directory)
+  74  I/O error (e.g. disk full)
+  75  retry later (lock held, interrupted, aborted)
+  77  permission denied
+  78  configuration error";
+
+/// The heading the options every command takes are listed under, apart from its own.
+const GLOBAL: &str = "Global options";
 
 /// Day-2 operations for RansomEye: encrypted backups, audit-log archival, trust-key rotation and
 /// deep health checks — atomic, verified, encrypted.
@@ -23,24 +32,24 @@ Exit codes (sysexits; health uses Nagios codes 0-3 for its result):
     name = "ransomeye-ops",
     version,
     propagate_version = true,
-    max_term_width = 110
+    max_term_width = 100
 )]
 #[command(after_long_help = EXIT_CODES)]
 pub struct Cli {
     /// Configuration file [default: $RANSOMEYE_CONFIG, else /etc/ransomeye/kernel.toml]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
     /// Machine-readable JSON on stdout (human messages and logs stay on stderr)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// More log output on stderr (-v info, -vv debug, -vvv trace)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
     /// Only errors on stderr
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
 
     /// The operation to run
@@ -48,208 +57,383 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The command line's definition: [`Cli`]'s, with the global options hidden on the commands
+/// they do not apply to (`completions` and `man` read no configuration, log nothing and print
+/// no JSON). They stay accepted there, so a `--json` in a wrapper script does no harm.
+pub fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    for name in ["completions", "man"] {
+        let hidden = globals.clone();
+        cmd = cmd.mut_subcommand(name, move |mut sc| {
+            for arg in hidden {
+                sc = sc.arg(arg.global(false).hide(true));
+            }
+            sc
+        });
+    }
+    cmd
+}
+
 /// The operations.
+///
+/// Each command's doc comment is its help: the first paragraph the one-line summary, the rest
+/// its long help, one unwrapped paragraph each so that clap wraps them to the terminal. Exit
+/// codes and examples are pre-formatted (`after_long_help`), each line short enough that clap
+/// never has to break one, so examples paste as they are.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the configuration and all keys of a new installation
-    #[command(
-        long_about = "\
-Create the configuration and all keys of a new installation.
+    /// Create the configuration and all keys of a new installation.
+    ///
+    /// Writes the configuration file (--config, $RANSOMEYE_CONFIG or /etc/ransomeye/kernel.toml)
+    /// and creates signing.key (Ed25519 trust root), archive.key and backup.key in --keys-dir,
+    /// plus the keys, archive and backup directories if missing. When group ransomeye-admin
+    /// exists, files are 0640 and the directories it creates 2770 (group-writable, setgid), group
+    /// ransomeye-admin, so members can operate; otherwise 0600 and 0700. Existing directories are
+    /// left as they are (with a warning if members cannot write there). Prints the trust public
+    /// key and the key ids.
+    ///
+    /// Touches: the configuration file, its directory and the keys, archive and backup
+    /// directories; nothing else. Refuses (exit 73) if the configuration or any key already
+    /// exists: replacing a key is rotation's job.
+    #[command(after_long_help = "\
+Exit codes:
+   0  created
+  64  usage error, or a URL that is not valid
+  73  the configuration or a key exists, or a directory cannot be created
+  74  I/O error
+  77  not root or ransomeye-admin
 
-Writes the configuration file (--config, $RANSOMEYE_CONFIG or /etc/ransomeye/kernel.toml) and
-creates signing.key (Ed25519 trust root), archive.key and backup.key in --keys-dir, plus the keys,
-archive and backup directories if missing. When group ransomeye-admin exists, files are 0640 and the
-directories it creates 2770 (group-writable, setgid), group ransomeye-admin, so members can operate;
-otherwise 0600 and 0700. Existing directories are left as they are (with a warning if members cannot
-write there). Prints the trust public key and the key ids.
-
-Touches: the configuration file, its directory and the keys, archive and backup directories; nothing
-else. Refuses (exit 73) if the configuration or any key already exists: replacing a key is
-rotation's job.",
-        after_long_help = "Exit codes: 0 created, 64 bad URL, 73 config or key exists / directory cannot be created, 74 I/O\nerror, 77 not root or ransomeye-admin.\n\nExample:\n  ransomeye-ops init --database-url postgres://ransomeye@127.0.0.1/ransomeye \\\n    --nats-url nats://127.0.0.1:4222 --keys-dir /etc/ransomeye/keys \\\n    --archive-dir /mnt/cold_storage --backup-dir /var/backups/ransomeye"
-    )]
+Example:
+  ransomeye-ops init \\
+    --database-url postgres://ransomeye@127.0.0.1/ransomeye \\
+    --nats-url nats://127.0.0.1:4222 --keys-dir /etc/ransomeye/keys \\
+    --archive-dir /mnt/cold_storage --backup-dir /var/backups/ransomeye")]
     Init(InitArgs),
 
-    /// Decrypt a file written by ransomeye-ops (archive or backup) to stdout or a file
-    #[command(
-        long_about = "\
-Decrypt any envelope file ransomeye-ops wrote (an archive or a backup) to stdout or to OUT.
+    /// Decrypt a file written by ransomeye-ops (archive or backup) to stdout or a file.
+    ///
+    /// The key is chosen by the key id in the file's header from [keys] dir. The output is
+    /// exactly what was encrypted: for an archive the zstd stream (pipe it through `zstd -d`),
+    /// for a backup the dump stream. Every byte is authenticated; any truncation, reordering,
+    /// appended data or flipped bit fails with exit 65. With -o, OUT appears only after the whole
+    /// file verified (atomic write). On stdout, bytes of earlier segments may already have been
+    /// written when a later segment fails: treat the output as invalid unless the exit code is 0.
+    ///
+    /// Touches: reads FILE and the key; writes OUT (never replacing an existing file) or stdout.
+    #[command(after_long_help = "\
+Exit codes:
+   0  decrypted
+  64  usage error, or stdout is a terminal
+  65  damaged or tampered file
+  66  FILE missing
+  73  OUT exists
+  74  I/O error or disk full
+  77  key not available, or not root or ransomeye-admin
+  78  configuration error
 
-The key is chosen by the key id in the file's header from [keys] dir. The output is exactly what was
-encrypted: for an archive the zstd stream (pipe it through `zstd -d`), for a backup the dump stream.
-Every byte is authenticated; any truncation, reordering, appended data or flipped bit fails with
-exit 65. With -o, OUT appears only after the whole file verified (atomic write). On stdout, bytes of
-earlier segments may already have been written when a later segment fails: treat the output as
-invalid unless the exit code is 0.
-
-Touches: reads FILE and the key; writes OUT (never replacing an existing file) or stdout.
-Exit codes: 0 ok, 65 damaged or tampered file, 66 FILE missing, 73 OUT exists, 77 key not available.",
-        after_long_help = "Example:\n  ransomeye-ops decrypt /mnt/cold_storage/logs_2026-11-23.zst.enc | zstd -d | head"
-    )]
+Example:
+  ransomeye-ops decrypt /mnt/cold_storage/logs_2026-11-23.zst.enc | zstd -d | head")]
     Decrypt(DecryptArgs),
 
-    /// Move audit logs older than N days to encrypted cold storage, verified before deleted
-    #[command(
-        long_about = "\
-Move audit-log rows older than N days to an encrypted archive in [archive] dir, verified before
-deleted.
+    /// Move audit logs older than N days to encrypted cold storage, verified before deleted.
+    ///
+    /// Moves audit-log rows older than N days to an encrypted archive in [archive] dir, verified
+    /// before deleted.
+    ///
+    /// Procedure: lock (one run per table) -> finish what an interrupted run left -> cutoff from
+    /// the database clock (now() - N days) -> stream the old rows in primary-key order as JSON
+    /// Lines -> zstd -> encrypt (archive key) -> logs_<YYYY-MM-DD>[.N].zst.enc plus a signed
+    /// manifest -> read the file back in full and check it -> delete the archived rows in short
+    /// batches, each only if still exactly the archived version (a row updated meanwhile stays
+    /// for a later run) -> VACUUM (ANALYZE) -> report. A row is deleted only once it is in a
+    /// verified file; a kill at any moment loses nothing, and the next run finishes the
+    /// interrupted one. SIGINT, SIGTERM or SIGHUP stop the run between prune batches (exit 75;
+    /// the next run deletes the rest). A run removes only its own temp files; orphans (a data
+    /// file without its manifest, or the reverse) are reported and kept. --dry-run changes
+    /// nothing: no lock file, nothing completed or removed. Nothing old enough: no file, exit 0.
+    ///
+    /// Touches: rows of [archive] table older than the cutoff (deleted after archiving), files
+    /// in [archive] dir. Subcommands list, verify, cat and restore inspect or bring back
+    /// archives.
+    #[command(after_long_help = "\
+Exit codes:
+   0  done (or nothing to archive)
+  64  usage error
+  65  an archive does not verify
+  69  database unreachable or not answering
+  73  archive dir missing or not writable
+  74  I/O error or disk full (nothing deleted)
+  75  another run holds the lock (a live holder: at once), a database lock
+      or conflict, or interrupted by a signal
+  77  permission or key problem, or the database refused the role
+  78  table or column missing, or configuration error
 
-Procedure: lock (one run per table) -> finish what an interrupted run left -> cutoff from the
-database clock (now() - N days) -> stream the old rows in primary-key order as JSON Lines -> zstd ->
-encrypt (archive key) -> logs_<YYYY-MM-DD>[.N].zst.enc plus a signed manifest -> read the file back
-in full and check it -> delete the archived rows in short batches, each only if still exactly the
-archived version (a row updated meanwhile stays for a later run) -> VACUUM (ANALYZE) -> report. A
-row is deleted only once it is in a verified file; a kill at any moment loses nothing, and the next
-run finishes the interrupted one. SIGINT, SIGTERM or SIGHUP stop the run between prune batches (exit
-75; the next run deletes the rest). A run removes only its own temp files; orphans (a data file
-without its manifest, or the reverse) are reported and kept. --dry-run changes nothing: no lock
-file, nothing completed or removed. Nothing old enough: no file, exit 0.
-
-Touches: rows of [archive] table older than the cutoff (deleted after archiving), files in [archive]
-dir. Subcommands list, verify, cat and restore inspect or bring back archives.",
-        after_long_help = "Exit codes: 0 done (or nothing to archive), 65 an archive does not verify, 69 database unreachable\nor not answering, 73 archive dir missing or not writable, 74 I/O error or disk full (nothing\ndeleted), 75 another run holds the lock (a live holder: at once) or interrupted by a signal,\n77 permission or key problem, 78 table or column missing / config error.\n\nExamples:\n  ransomeye-ops archive --dry-run\n  ransomeye-ops archive --days 90\n  ransomeye-ops archive verify --all\n  ransomeye-ops archive cat /mnt/cold_storage/logs_2026-11-23.zst.enc | head"
-    )]
+Examples:
+  ransomeye-ops archive --dry-run
+  ransomeye-ops archive --days 90
+  ransomeye-ops archive verify --all
+  ransomeye-ops archive cat /mnt/cold_storage/logs_2026-11-23.zst.enc | head")]
     Archive(ArchiveArgs),
 
-    /// Take an encrypted, verified backup of the database and the files around it
-    #[command(
-        long_about = "\
-Take one consistent, encrypted, verified backup of the database and the files around it.
+    /// Take an encrypted, verified backup of the database and the files around it.
+    ///
+    /// Takes one consistent, encrypted, verified backup of the database and the files around it.
+    ///
+    /// Procedure: lock (one backup at a time) -> complete or remove the temp files an interrupted
+    /// backup left -> open a REPEATABLE READ snapshot (no write lock: writers carry on) ->
+    /// pg_dump --snapshot (custom format) -> zstd -> encrypt (backup key) ->
+    /// ransomeye_<UTC YYYYMMDDTHHMMSSZ>.enc, read back in full as it is written (decrypt,
+    /// decompress, hashes, pg_restore --list), while counting every table's rows and exporting
+    /// the intel graph in the same snapshot -> tar of the kernel configuration, [backup] include,
+    /// the intel graph export and [backup] artifacts_dir (each file once, never anything in
+    /// [keys] dir; incremental: unchanged artifacts are referenced from the backup holding them)
+    /// -> zstd -> encrypt -> ransomeye_<ts>.files.enc, read back -> signed manifest
+    /// ransomeye_<ts>.manifest.json (committed last) -> the committed files hashed against it ->
+    /// retention: keep the newest --keep backups that check out. The plaintext dump never
+    /// touches the disk. A failed dump never becomes a file under a final name. Data files
+    /// without a manifest (orphans: their manifest was lost) are reported and never deleted.
+    /// SIGINT, SIGTERM or SIGHUP stop the run before the commit: temp files removed, older
+    /// backups untouched, exit 75.
+    ///
+    /// Touches: files in [backup] dir (creates three, deletes backups beyond --keep); reads the
+    /// database.
+    #[command(after_long_help = "\
+Exit codes:
+   0  verified
+  64  usage error
+  65  the new backup failed verification
+  69  database unreachable or not answering, or pg_dump missing or too old
+  73  backup dir missing or not writable
+  74  I/O error or disk full (older backups intact)
+  75  another backup is running, a database lock or conflict, or
+      interrupted by a signal
+  77  permission or key problem, or the database refused the role
+  78  the RansomEye schema is missing, or configuration error
 
-Procedure: lock (one backup at a time) -> complete or remove the temp files an interrupted backup
-left -> open a REPEATABLE READ snapshot (no write lock: writers carry on) -> pg_dump --snapshot
-(custom format) -> zstd -> encrypt (backup key) -> ransomeye_<UTC YYYYMMDDTHHMMSSZ>.enc, read back
-in full as it is written (decrypt, decompress, hashes, pg_restore --list), while counting every
-table's rows and exporting the intel graph in the same snapshot -> tar of the kernel configuration,
-[backup] include, the intel graph export and [backup] artifacts_dir (each file once, never anything
-in [keys] dir; incremental: unchanged artifacts are referenced from the backup holding them) -> zstd
--> encrypt -> ransomeye_<ts>.files.enc, read back -> signed manifest ransomeye_<ts>.manifest.json
-(committed last) -> the committed files hashed against it -> retention: keep the newest --keep
-backups that check out. The plaintext dump never touches the disk. A failed dump never becomes a
-file under a final name. Data files without a manifest (orphans: their manifest was lost) are
-reported and never deleted. SIGINT, SIGTERM or SIGHUP stop the run before the commit: temp files
-removed, older backups untouched, exit 75.
-
-Touches: files in [backup] dir (creates three, deletes backups beyond --keep); reads the database.",
-        after_long_help = "Exit codes: 0 verified, 65 the new backup failed verification, 69 database unreachable or not\nanswering, or pg_dump missing/too old, 73 backup dir missing or not writable, 74 I/O error or disk\nfull (older backups intact), 75 another backup is running or interrupted by a signal, 77 permission\nor key problem, 78 configuration error.\n\nExamples:\n  ransomeye-ops backup\n  ransomeye-ops --json backup --keep 14\n  ransomeye-ops backup list\n  ransomeye-ops backup cat ransomeye_20261123T020000Z | pg_restore --list"
-    )]
+Examples:
+  ransomeye-ops backup
+  ransomeye-ops --json backup --keep 14
+  ransomeye-ops backup list
+  ransomeye-ops backup cat ransomeye_20261123T020000Z | pg_restore --list")]
     Backup(BackupArgs),
 
-    /// Verify backups completely: signature, hashes, decrypt, pg_restore --list, tar, graph
-    #[command(
-        long_about = "\
-Verify backups completely without restoring them: manifest signature; size and SHA-256 of every
-file; a full authenticated decrypt; the dump streamed through `pg_restore --list` (no plaintext on
-disk); every tar entry against the manifest; the intel graph export's integrity and digest;
-artifacts kept in older backups.
+    /// Verify backups completely: signature, hashes, decrypt, pg_restore --list, tar, graph.
+    ///
+    /// Verifies backups completely without restoring them: manifest signature; size and SHA-256
+    /// of every file; a full authenticated decrypt; the dump streamed through
+    /// `pg_restore --list` (no plaintext on disk); every tar entry against the manifest; the
+    /// intel graph export's integrity and digest; artifacts kept in older backups.
+    ///
+    /// Touches nothing.
+    #[command(after_long_help = "\
+Exit codes:
+   0  all verified
+  64  usage error
+  65  a backup failed (each is named with what failed) or, with --all, an
+      orphan data file (no manifest) is present
+  66  no such backup
+  69  pg_restore missing or too old
+  73  backup dir missing
+  77  backup key not available, or not root or ransomeye-admin
+  78  configuration error
 
-Touches nothing.",
-        after_long_help = "Exit codes: 0 all verified, 65 a backup failed (each is named with what failed) or, with --all, an\norphan data file (no manifest) is present, 66 no such backup, 69 pg_restore missing or too old,\n73 backup dir missing, 77 backup key not available.\n\nExamples:\n  ransomeye-ops verify ransomeye_20261123T020000Z\n  ransomeye-ops --json verify --all"
-    )]
+Examples:
+  ransomeye-ops verify ransomeye_20261123T020000Z
+  ransomeye-ops --json verify --all")]
     Verify(VerifyArgs),
 
-    /// Restore a backup into a database (and its files into a directory)
-    #[command(
-        long_about = "\
-Restore a backup: check its manifest; refuse a target database that has tables unless --clean; run
-[services] stop; stream decrypt -> pg_restore (stdin, --exit-on-error, --single-transaction),
-verifying the dump as it streams and the file bundle beside it, and holding the dump's last bytes
-back until both checked out, so a damaged backup restores nothing and a failed restore leaves the
-target as it was; restore files under --files-to (following the incremental chain for artifacts;
-existing files are only replaced with --yes; nothing is ever written into [keys] dir); compare every
-table's row count and the intel graph digest with the manifest; run [services] start, also when the
-restore failed or was interrupted. On SIGINT, SIGTERM or SIGHUP a running stop command is killed, or
-the restore stops before pg_restore starts or commits (the target stays as it was); [services] start
-is run either way; exit code 75.
+    /// Restore a backup into a database (and its files into a directory).
+    ///
+    /// Procedure: check the backup's manifest; refuse a target database that has tables unless
+    /// --clean; run [services] stop; stream decrypt -> pg_restore (stdin, --exit-on-error,
+    /// --single-transaction), verifying the dump as it streams and the file bundle beside it,
+    /// and holding the dump's last bytes back until both checked out, so a damaged backup
+    /// restores nothing and a failed restore leaves the target as it was; restore files under
+    /// --files-to (following the incremental chain for artifacts; existing files are only
+    /// replaced with --yes; nothing is ever written into [keys] dir); compare every table's row
+    /// count and the intel graph digest with the manifest; run [services] start, also when the
+    /// restore failed or was interrupted. On SIGINT, SIGTERM or SIGHUP a running stop command is
+    /// killed, or the restore stops before pg_restore starts or commits (the target stays as it
+    /// was); [services] start is run either way; exit code 75.
+    ///
+    /// Touches: the target database; files under --files-to; the configured services.
+    #[command(after_long_help = "\
+Exit codes:
+   0  restored and matching
+  64  usage error, or --target-database-url is not a valid URL
+  65  backup damaged (nothing restored) or restored data does not match
+  66  no such backup
+  69  database unreachable or not answering, pg_restore missing or
+      failed, or a [services] command failed
+  73  target database not empty (use --clean) or a file exists (use --yes)
+  74  I/O error or disk full while restoring files
+  75  interrupted by a signal (services started), or a database lock
+  77  key not available, the database refused the role, or not root or
+      ransomeye-admin
+  78  the target database does not exist, or configuration error
 
-Touches: the target database; files under --files-to; the configured services.",
-        after_long_help = "Exit codes: 0 restored and matching, 65 backup damaged (nothing restored) or restored data does not\nmatch, 66 no such backup, 69 database unreachable or not answering, or pg_restore missing, 73 target\ndatabase not empty (use --clean) or a file exists (use --yes), 75 interrupted by a signal (services\nstarted), 77 key not available.\n\nExample:\n  ransomeye-ops restore ransomeye_20261123T020000Z --target-database-url postgres://postgres@db2/ransomeye \\\n    --files-to /srv/restore"
-    )]
+Example:
+  ransomeye-ops restore ransomeye_20261123T020000Z \\
+    --target-database-url postgres://postgres@db2/ransomeye \\
+    --files-to /srv/restore")]
     Restore(RestoreArgs),
 
-    /// Disaster-recovery drill: restore the newest backup into a scratch database and check it
-    #[command(
-        long_about = "\
-Disaster-recovery drill without touching production: the newest backup -> drop the scratch
-databases of earlier drills that were killed (only those marked as a drill's whose creating session
-is gone) -> full verification -> restore into a scratch database ransomeye_drill_<ts>_<pid> on the
-same server (or --target-database-url, which must be empty) -> compare every table's row count and
-the intel graph digest with the manifest -> drop the scratch database (also after a failure, or
-SIGINT/SIGTERM/SIGHUP: exit 75) -> report pass/fail and the measured restore time (RTO). Services
-are not stopped.
+    /// Disaster-recovery drill: restore the newest backup into a scratch database and check it.
+    ///
+    /// Without touching production: the newest backup -> drop the scratch databases of earlier
+    /// drills that were killed (only those marked as a drill's whose creating session is gone)
+    /// -> full verification -> restore into a scratch database ransomeye_drill_<ts>_<pid> on the
+    /// same server (or --target-database-url, which must be empty) -> compare every table's row
+    /// count and the intel graph digest with the manifest -> drop the scratch database (also
+    /// after a failure, or SIGINT/SIGTERM/SIGHUP: exit 75) -> report pass/fail and the measured
+    /// restore time (RTO). Services are not stopped. The role in [database] url needs CREATEDB
+    /// for the scratch database.
+    ///
+    /// Touches: creates and drops the scratch database, and leftovers of killed drills.
+    #[command(after_long_help = "\
+Exit codes:
+   0  drill passed
+  64  usage error
+  65  backup damaged or restored data does not match
+  66  no backup
+  69  database unreachable or not answering, or pg_restore missing
+  73  target not empty
+  74  I/O error or disk full
+  75  interrupted by a signal (scratch database dropped), or a database
+      lock
+  77  key not available, the role lacks CREATEDB or was refused, or not
+      root or ransomeye-admin
+  78  configuration error
 
-Touches: creates and drops the scratch database, and leftovers of killed drills.",
-        after_long_help = "Exit codes: 0 drill passed, 65 backup damaged or restored data does not match, 66 no backup,\n69 database unreachable or not answering, or pg_restore missing, 73 target not empty, 75 interrupted\nby a signal (scratch database dropped), 77 key not available.\n\nExample:\n  ransomeye-ops --json drill"
-    )]
+Example:
+  ransomeye-ops --json drill")]
     Drill(DrillArgs),
 
-    /// Rotate the Ed25519 trust key across all agents: signed update, quorum of acks, commit
-    #[command(
-        long_about = "\
-Rotate the Ed25519 trust root to a new key across every agent, without downtime
-(docs/TRUST_UPDATE.md).
+    /// Rotate the Ed25519 trust key across all agents: signed update, quorum of acks, commit.
+    ///
+    /// Rotates the Ed25519 trust root to a new key across every agent, without downtime
+    /// (docs/TRUST_UPDATE.md).
+    ///
+    /// Procedure: lock (one rotation at a time) -> check the old key, the configuration's
+    /// directory, the bus and the active agents -> generate the new key, write it as
+    /// signing.key.next and read it back -> journal `pending` -> publish a TrustUpdate on
+    /// broadcast.updates (signed by the old and the new key; kept in the JetStream stream
+    /// RANSOMEYE_TRUST; re-published every 5 s for agents that come back) -> collect agents'
+    /// signed acks until strictly more than --quorum of the active agents acked, or --timeout ->
+    /// commit: set the three [trust] values in the configuration (version+1, key_id,
+    /// public_key; the rest of the file is kept byte for byte), keep the old key as
+    /// keys/retired/<key id>, make the new key signing.key, publish TrustCommit; or abort:
+    /// publish TrustAbort, remove the new key, change nothing else (exit 75 with the counts).
+    /// Publishing the outcome takes at most 5 s, so a run ends within --timeout + 5 s of
+    /// publishing the update; an outcome the bus did not take stays in the journal, `status`
+    /// exits 75 and --resume publishes it. --dry-run changes nothing (no lock file, no clean-up,
+    /// no stream) and lists what a run would clean; with --resume, what the resume would finish.
+    ///
+    /// Only acks from agents with status 'active', signed with the key registered in table
+    /// agents, for this rotation and version count; forged, unknown, duplicate and replayed acks
+    /// are counted and reported. A crash at any moment leaves one active key matching the
+    /// configuration; --resume finishes the rotation (`status` shows it). signing.key.next and
+    /// retired keys are key files like the others (0640 with group ransomeye-admin, else 0600).
+    /// --rollback returns to the previous key as a new version (needs --yes): never roll back to
+    /// a key that may be compromised.
+    ///
+    /// Touches: [keys] dir (signing.key, signing.key.next, retired/, rotation-journal.json), the
+    /// configuration's [trust] section, the bus; reads table agents.
+    #[command(after_long_help = "\
+Exit codes:
+   0  committed (or nothing to resume)
+  64  bad --quorum, or --rollback without --yes
+  65  journal or key files inconsistent
+  66  nothing to roll back to
+  69  bus or database unreachable or not answering (nothing generated or
+      changed; if the update itself could not be published, e.g. the
+      trust stream is full, the rotation stays pending for --resume)
+  73  [keys] dir not writable
+  74  configuration not writable (abort published, old key still active)
+  75  no quorum (aborted), no active agents, another rotation running, an
+      unfinished rotation (use --resume), or a database lock
+  77  signing key missing or loose permissions, the configuration's
+      directory not writable by you, or the database refused the role
+  78  table agents missing, or configuration error
 
-Procedure: lock (one rotation at a time) -> check the old key, the configuration's directory, the
-bus and the active agents -> generate the new key, write it as signing.key.next and read it back ->
-journal `pending` -> publish a TrustUpdate on broadcast.updates (signed by the old and the new key;
-kept in the JetStream stream RANSOMEYE_TRUST; re-published every 5 s for agents that come back) ->
-collect agents' signed acks until strictly more than --quorum of the active agents acked, or
---timeout -> commit: set the three [trust] values in the configuration (version+1, key_id,
-public_key; the rest of the file is kept byte for byte), keep the old key as keys/retired/<key id>,
-make the new key signing.key, publish TrustCommit; or abort: publish TrustAbort, remove the new key,
-change nothing else (exit 75 with the counts). Publishing the outcome takes at most 5 s, so a run
-ends within --timeout + 5 s of publishing the update; an outcome the bus did not take stays in the
-journal, `status` exits 75 and --resume publishes it. --dry-run changes nothing (no lock file, no
-clean-up, no stream) and lists what a run would clean; with --resume, what the resume would finish.
-
-Only acks from agents with status 'active', signed with the key registered in table agents, for this
-rotation and version count; forged, unknown, duplicate and replayed acks are counted and reported. A
-crash at any moment leaves one active key matching the configuration; --resume finishes the rotation
-(`status` shows it). signing.key.next and retired keys are key files like the others (0640 with
-group ransomeye-admin, else 0600). --rollback returns to the previous key as a new version (needs
---yes): never roll back to a key that may be compromised.
-
-Touches: [keys] dir (signing.key, signing.key.next, retired/, rotation-journal.json), the
-configuration's [trust] section, the bus; reads table agents.",
-        after_long_help = "Exit codes: 0 committed (or nothing to resume), 64 bad --quorum or --rollback without --yes,\n65 journal or key files inconsistent, 66 nothing to roll back to, 69 bus or database unreachable or\nnot answering (nothing generated or changed; if the update itself could not be published, e.g. the\ntrust stream is full, the rotation stays pending for --resume), 73 [keys] dir not writable,\n74 configuration not writable (abort published, old key still active), 75 no quorum (aborted), no\nactive agents, another rotation running or an unfinished rotation (use --resume), 77 signing key\nmissing or loose permissions, or the configuration's directory not writable by you, 78 configuration\nerror.\n\nExamples:\n  ransomeye-ops rotate-keys --dry-run\n  ransomeye-ops rotate-keys --timeout 120 --quorum 0.9\n  ransomeye-ops rotate-keys status\n  ransomeye-ops rotate-keys --resume\n  ransomeye-ops rotate-keys --rollback --yes"
-    )]
+Examples:
+  ransomeye-ops rotate-keys --dry-run
+  ransomeye-ops rotate-keys --timeout 120 --quorum 0.9
+  ransomeye-ops rotate-keys status
+  ransomeye-ops rotate-keys --resume
+  ransomeye-ops rotate-keys --rollback --yes")]
     RotateKeys(RotateKeysArgs),
 
-    /// Check database, bus, disk space and host; Nagios-style exit code
-    #[command(
-        long_about = "\
-Deep health check of database, bus, disk and host, run concurrently, each bounded by --timeout:
-a check that does not answer in time (a hung peer, statvfs on a dead network mount) is critical,
-and health still exits on time.
+    /// Check database, bus, disk space and host; Nagios-style exit code.
+    ///
+    /// Deep health check of database, bus, disk and host, run concurrently, each bounded by
+    /// --timeout: a check that does not answer in time (a hung peer, statvfs on a dead network
+    /// mount) is critical, and health still exits on time.
+    ///
+    /// database: connect, `select 1` latency, server version, connections used vs
+    /// max_connections.
+    ///
+    /// bus: connect, round-trip time, JetStream available.
+    ///
+    /// disk: each configured directory (keys, archive, backup): free space and inodes; critical
+    /// below 10 % free, warning below 20 %; warning for backup data files without a manifest
+    /// (orphans).
+    ///
+    /// host: load per core, available memory, disk I/O utilisation.
+    ///
+    /// The overall status is the worst check. Exit codes follow the Nagios plugin convention;
+    /// usage, permission and configuration errors keep their sysexits codes.
+    ///
+    /// Touches: nothing but --prometheus FILE (node_exporter textfile format, written
+    /// atomically).
+    #[command(after_long_help = "\
+Exit codes:
+   0  OK
+   1  WARNING
+   2  CRITICAL
+   3  UNKNOWN
+  64  usage error
+  74  --prometheus FILE cannot be written
+  77  not root or ransomeye-admin
+  78  configuration error
 
-database: connect, `select 1` latency, server version, connections used vs max_connections.
-bus: connect, round-trip time, JetStream available.
-disk: each configured directory (keys, archive, backup): free space and inodes; critical below 10 %
-free, warning below 20 %; warning for backup data files without a manifest (orphans).
-host: load per core, available memory, disk I/O utilisation.
-
-The overall status is the worst check. Exit codes follow the Nagios plugin convention: 0 OK,
-1 WARNING, 2 CRITICAL, 3 UNKNOWN (usage, permission and configuration errors keep their sysexits
-codes).
-
-Touches: nothing but --prometheus FILE (node_exporter textfile format, written atomically).",
-        after_long_help = "Example:\n  ransomeye-ops --json health --timeout 3\n  ransomeye-ops health --prometheus /var/lib/node_exporter/textfile/ransomeye.prom"
-    )]
+Examples:
+  ransomeye-ops --json health --timeout 3
+  ransomeye-ops health \\
+    --prometheus /var/lib/node_exporter/textfile/ransomeye.prom")]
     Health(HealthArgs),
 
-    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout
-    #[command(
-        after_long_help = "Works for any user. Touches nothing; prints to stdout.\nExit codes: 0 printed, 64 unknown shell.\n\nExample:\n  ransomeye-ops completions bash > /etc/bash_completion.d/ransomeye-ops"
-    )]
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    ///
+    /// Works for any user. Touches nothing; prints to stdout.
+    #[command(after_long_help = "\
+Exit codes:
+   0  printed
+  64  unknown shell
+
+Example:
+  ransomeye-ops completions bash > /etc/bash_completion.d/ransomeye-ops")]
     Completions {
         /// The shell
         shell: clap_complete::Shell,
     },
 
-    /// Print the manual page (roff) to stdout
-    #[command(
-        after_long_help = "Works for any user. Touches nothing; prints to stdout.\nExit codes: 0 printed, 74 stdout not writable.\n\nExample:\n  ransomeye-ops man | man -l -"
-    )]
+    /// Print the manual page (roff) to stdout.
+    ///
+    /// Works for any user. Touches nothing; prints to stdout.
+    #[command(after_long_help = "\
+Exit codes:
+   0  printed
+  64  usage error
+  74  stdout not writable
+
+Example:
+  ransomeye-ops man | man -l -")]
     Man,
 }
 
@@ -289,10 +473,21 @@ pub struct RotateKeysArgs {
 /// `rotate-keys` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RotateKeysCommand {
-    /// Show the trust version, active, staged and retired keys, and the rotation journal
-    #[command(
-        after_long_help = "Touches nothing.\nExit codes: 0 shown, 65 journal unreadable, 75 a rotation is unfinished (running, interrupted, or\nits commit or abort not yet published: run --resume), 78 configuration error.\n\nExample:\n  ransomeye-ops --json rotate-keys status"
-    )]
+    /// Show the trust version, active, staged and retired keys, and the rotation journal.
+    ///
+    /// Touches nothing.
+    #[command(after_long_help = "\
+Exit codes:
+   0  shown
+  64  usage error
+  65  journal unreadable
+  75  a rotation is unfinished (running, interrupted, or its commit or
+      abort not yet published: run --resume)
+  77  not root or ransomeye-admin
+  78  configuration error
+
+Example:
+  ransomeye-ops --json rotate-keys status")]
     Status,
 }
 
@@ -362,15 +557,38 @@ pub struct ArchiveRunArgs {
 /// `archive` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
-    /// List archives in [archive] dir: rows, time range, state
-    #[command(
-        after_long_help = "Touches nothing; reads manifests only (use verify to check the files).\nExit codes: 0 listed, 65 a manifest is unreadable or an orphan is present, 73 archive dir missing.\n\nExample:\n  ransomeye-ops --json archive list"
-    )]
+    /// List archives in [archive] dir: rows, time range, state.
+    ///
+    /// Touches nothing; reads manifests only (use verify to check the files).
+    #[command(after_long_help = "\
+Exit codes:
+   0  listed
+  64  usage error
+  65  a manifest is unreadable or an orphan is present
+  73  archive dir missing
+  77  not root or ransomeye-admin
+  78  configuration error
+
+Example:
+  ransomeye-ops --json archive list")]
     List,
-    /// Verify archives: manifest signature, file hash, full authenticated read, row count
-    #[command(
-        after_long_help = "Touches nothing; reads every byte of each archive.\nExit codes: 0 all verified, 65 an archive or its manifest failed (each is named) or, with --all, an\norphan is present, 77 key not available.\n\nExamples:\n  ransomeye-ops archive verify /mnt/cold_storage/logs_2026-11-23.zst.enc\n  ransomeye-ops archive verify --all"
-    )]
+    /// Verify archives: manifest signature, file hash, full authenticated read, row count.
+    ///
+    /// Touches nothing; reads every byte of each archive.
+    #[command(after_long_help = "\
+Exit codes:
+   0  all verified
+  64  usage error
+  65  an archive or its manifest failed (each is named) or, with --all, an
+      orphan is present
+  66  no such archive
+  73  archive dir missing
+  77  key not available, or not root or ransomeye-admin
+  78  configuration error
+
+Examples:
+  ransomeye-ops archive verify /mnt/cold_storage/logs_2026-11-23.zst.enc
+  ransomeye-ops archive verify --all")]
     Verify {
         /// The archive (.zst.enc) or its manifest
         #[arg(
@@ -383,19 +601,47 @@ pub enum ArchiveCommand {
         #[arg(long)]
         all: bool,
     },
-    /// Write an archive's rows to stdout as JSON Lines
-    #[command(
-        after_long_help = "Touches nothing; writes JSON Lines to stdout. Output is complete only if the exit code is 0.\nExit codes: 0 ok, 65 damaged archive, 66 missing, 77 key not available.\n\nExample:\n  ransomeye-ops archive cat logs_2026-11-23.zst.enc | jq -c 'select(.actor == \"alice\")'"
-    )]
+    /// Write an archive's rows to stdout as JSON Lines.
+    ///
+    /// Touches nothing; writes JSON Lines to stdout. Output is complete only if the exit code is
+    /// 0 and the reader read to the end.
+    #[command(after_long_help = "\
+Exit codes:
+   0  written
+  64  usage error
+  65  damaged archive
+  66  missing
+  74  stdout not writable
+  77  key not available, or not root or ransomeye-admin
+  78  configuration error
+
+Example:
+  ransomeye-ops archive cat logs_2026-11-23.zst.enc \\
+    | jq -c 'select(.actor == \"alice\")'")]
     Cat {
         /// The archive (.zst.enc) or its manifest
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Re-insert an archive's rows into the table, skipping rows whose key exists
-    #[command(
-        after_long_help = "Touches [archive] table: inserts the archive's rows; rows whose primary key exists are left as they\nare. The archive is verified in full first.\nExit codes: 0 restored, 65 damaged archive, 69 database unreachable or not answering, 77 key not\navailable, 78 table missing.\n\nExample:\n  ransomeye-ops archive restore /mnt/cold_storage/logs_2026-10-01.zst.enc"
-    )]
+    /// Re-insert an archive's rows into the table, skipping rows whose key exists.
+    ///
+    /// Touches [archive] table: inserts the archive's rows; rows whose primary key exists are
+    /// left as they are. The archive is verified in full first.
+    #[command(after_long_help = "\
+Exit codes:
+   0  restored
+  64  usage error
+  65  damaged archive
+  66  missing
+  69  database unreachable or not answering
+  74  I/O error, or the database server's disk is full
+  75  a database lock or conflict
+  77  key not available, the database refused the role, or not root or
+      ransomeye-admin
+  78  table missing, or configuration error
+
+Example:
+  ransomeye-ops archive restore /mnt/cold_storage/logs_2026-10-01.zst.enc")]
     Restore {
         /// The archive (.zst.enc) or its manifest
         #[arg(value_name = "FILE")]
@@ -418,15 +664,39 @@ pub struct BackupArgs {
 /// `backup` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
-    /// List backups in [backup] dir, with a quick check of each
-    #[command(
-        after_long_help = "Touches nothing. The quick check is the manifest signature and the files' sizes; `verify` reads everything.\nExit codes: 0 listed (a damaged backup is shown as such), 65 an orphan data file (no manifest) is\npresent, 73 backup dir missing.\n\nExample:\n  ransomeye-ops --json backup list"
-    )]
+    /// List backups in [backup] dir, with a quick check of each.
+    ///
+    /// Touches nothing. The quick check is the manifest signature and the files' sizes; `verify`
+    /// reads everything.
+    #[command(after_long_help = "\
+Exit codes:
+   0  listed (a damaged backup is shown as such)
+  64  usage error
+  65  an orphan data file (no manifest) is present
+  73  backup dir missing
+  77  not root or ransomeye-admin
+  78  configuration error
+
+Example:
+  ransomeye-ops --json backup list")]
     List,
-    /// Write a backup's plain custom-format dump to stdout (for pg_restore by hand)
-    #[command(
-        after_long_help = "Touches nothing; writes the dump to stdout (refuses a terminal). Output is valid only if the exit code is 0.\nExit codes: 0 ok, 65 damaged backup, 66 no such backup, 77 key not available.\n\nExample:\n  ransomeye-ops backup cat ransomeye_20261123T020000Z | pg_restore -d postgres://localhost/scratch"
-    )]
+    /// Write a backup's plain custom-format dump to stdout (for pg_restore by hand).
+    ///
+    /// Touches nothing; writes the dump to stdout (refuses a terminal). Output is valid only if
+    /// the exit code is 0 and the reader read to the end.
+    #[command(after_long_help = "\
+Exit codes:
+   0  written
+  64  usage error, or stdout is a terminal
+  65  damaged backup
+  66  no such backup
+  74  stdout not writable
+  77  key not available, or not root or ransomeye-admin
+  78  configuration error
+
+Example:
+  ransomeye-ops backup cat ransomeye_20261123T020000Z \\
+    | pg_restore -d postgres://localhost/scratch")]
     Cat {
         /// The backup: its name or any of its files
         #[arg(value_name = "BACKUP")]

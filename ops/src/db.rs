@@ -91,11 +91,14 @@ pub async fn connect(url: &str, purpose: &str) -> Result<PgConnection, OpsError>
     let conn = match tokio::time::timeout(limit, PgConnection::connect_with(&options.application_name(&app))).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
-            return Err(OpsError::new(
-                Exit::Unavailable,
-                format!("cannot connect to the database {}: {}", url.redacted(), first_line(&e.to_string())),
+            let class = classify(&e);
+            let mut err = OpsError::new(
+                class.exit,
+                format!("cannot connect to the database {}: {}", url.redacted(), message(&e)),
             )
-            .hint("check that PostgreSQL is running and [database] url (or $RANSOMEYE_DATABASE_URL) is right; `ransomeye-ops health` tells more"))
+            .hint(class.hint);
+            err.from_database = true;
+            return Err(err);
         }
         Err(_) => {
             return Err(OpsError::new(
@@ -162,25 +165,124 @@ pub fn no_answer(limit: Duration, doing: &str) -> OpsError {
     .hint("check the server (is it hung, stopped or unreachable?); nothing was lost. Rerun when it answers; [database] answer_timeout_secs sets the wait")
 }
 
-/// Maps a database error during `doing` to an operator error (69 for lost connections).
+/// Maps a database error during `doing` to an operator error: the one place that decides a
+/// database failure's exit code, from the server's SQLSTATE or the connection's I/O error kind.
+/// The message quotes the server's own message (not its source position); the hint says what to
+/// do about that class of failure. What the failed command left intact is added by the command
+/// ([`OpsError::with_guarantee`]), since only it knows.
 pub fn error(e: sqlx::Error, doing: &str) -> OpsError {
-    let exit = match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => {
-            Exit::Unavailable
-        }
-        _ => Exit::Software,
-    };
+    let class = classify(&e);
     let mut err = OpsError::new(
-        exit,
-        format!(
-            "database error while {doing}: {}",
-            first_line(&e.to_string())
-        ),
+        class.exit,
+        format!("database error while {doing}: {}", message(&e)),
     );
-    if exit == Exit::Unavailable {
-        err = err.hint("the database connection failed; nothing was deleted that is not in a verified archive. Rerun when the database is back");
+    err.from_database = true;
+    err.hint(class.hint)
+}
+
+/// What the tool makes of one kind of database failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    /// The exit code.
+    pub exit: Exit,
+    /// What to do about it.
+    pub hint: &'static str,
+}
+
+/// Classifies a database failure by SQLSTATE (class first, then the few single codes that
+/// differ from their class) and, for a failed connection, by its I/O error kind.
+pub fn classify(e: &sqlx::Error) -> Class {
+    match e {
+        sqlx::Error::Database(db) => classify_sqlstate(db.code().as_deref().unwrap_or("")),
+        sqlx::Error::Io(io) => classify_io(io.kind()),
+        sqlx::Error::Tls(_) => Class {
+            exit: Exit::Unavailable,
+            hint: "the TLS connection to the database failed: check the server's certificate and the sslmode in [database] url",
+        },
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => classify_io(std::io::ErrorKind::ConnectionAborted),
+        _ => Class {
+            exit: Exit::Software,
+            hint: "this is a bug in ransomeye-ops; please report it with the message above",
+        },
     }
-    err
+}
+
+/// The class of a SQLSTATE (PostgreSQL manual, appendix A).
+pub fn classify_sqlstate(code: &str) -> Class {
+    const LOST: &str = "the database connection failed or the server shut down; rerun when the database is back (`ransomeye-ops health` tells more)";
+    match code {
+        c if c.starts_with("28") => Class {
+            exit: Exit::NoPerm,
+            hint: "the server refused the login: check the user and password in [database] url (or $RANSOMEYE_DATABASE_URL) and pg_hba.conf",
+        },
+        "42501" => Class {
+            exit: Exit::NoPerm,
+            hint: "the role in [database] url lacks a privilege this needs: run it as the RansomEye database owner, or grant the privilege",
+        },
+        c if c.starts_with("08") => Class {
+            exit: Exit::Unavailable,
+            hint: LOST,
+        },
+        "57P01" | "57P02" | "57P03" => Class {
+            exit: Exit::Unavailable,
+            hint: LOST,
+        },
+        "55P03" | "40001" | "40P01" => Class {
+            exit: Exit::TempFail,
+            hint: "another session holds a lock this needs, or a concurrent change conflicted; rerun later (pg_locks shows who holds it)",
+        },
+        "57014" | "53300" => Class {
+            exit: Exit::TempFail,
+            hint: "the server cancelled the statement or has no free connection; rerun later",
+        },
+        "53100" => Class {
+            exit: Exit::Io,
+            hint: "the database server's disk is full: free space there, then rerun",
+        },
+        "42P01" | "42703" | "3F000" => Class {
+            exit: Exit::Config,
+            hint: "a table or column RansomEye needs is missing: check that [database] url points at the RansomEye database and that its schema is installed",
+        },
+        "3D000" => Class {
+            exit: Exit::Config,
+            hint: "that database does not exist: fix the database name in [database] url (or $RANSOMEYE_DATABASE_URL)",
+        },
+        _ => Class {
+            exit: Exit::Software,
+            hint: "the server refused a statement of ransomeye-ops: this is a bug; please report it with the message above",
+        },
+    }
+}
+
+/// The class of an I/O failure on the database connection.
+pub fn classify_io(kind: std::io::ErrorKind) -> Class {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::StorageFull => Class {
+            exit: Exit::Io,
+            hint: "a disk is full: free space there, then rerun",
+        },
+        ErrorKind::ConnectionRefused => Class {
+            exit: Exit::Unavailable,
+            hint: "nothing accepts connections there: check that PostgreSQL is running and [database] url (or $RANSOMEYE_DATABASE_URL) is right",
+        },
+        _ => Class {
+            exit: Exit::Unavailable,
+            hint: "the database connection failed; rerun when the database is back (`ransomeye-ops health` tells more)",
+        },
+    }
+}
+
+/// A driver error as one line for an operator: the server's message without the server's
+/// source position (`at line 334` is in PostgreSQL's C code, not in anything the user wrote).
+pub fn message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        other => first_line(&other.to_string()).to_string(),
+    }
 }
 
 /// `name` as a quoted SQL identifier (`a"b` → `"a""b"`).
@@ -191,4 +293,59 @@ pub fn quote_ident(name: &str) -> String {
 /// The first line of a (possibly multi-line) driver error, for one-line messages.
 pub fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_and_io_kinds_map_to_the_documented_exit_codes() {
+        for (code, exit) in [
+            ("28P01", Exit::NoPerm),
+            ("28000", Exit::NoPerm),
+            ("42501", Exit::NoPerm),
+            ("08006", Exit::Unavailable),
+            ("08001", Exit::Unavailable),
+            ("57P01", Exit::Unavailable),
+            ("57P02", Exit::Unavailable),
+            ("57P03", Exit::Unavailable),
+            ("55P03", Exit::TempFail),
+            ("40001", Exit::TempFail),
+            ("40P01", Exit::TempFail),
+            ("53100", Exit::Io),
+            ("42P01", Exit::Config),
+            ("42703", Exit::Config),
+            ("3D000", Exit::Config),
+            ("XX000", Exit::Software),
+            ("22012", Exit::Software),
+        ] {
+            assert_eq!(classify_sqlstate(code).exit, exit, "{code}");
+        }
+        use std::io::ErrorKind;
+        for (kind, exit) in [
+            (ErrorKind::ConnectionRefused, Exit::Unavailable),
+            (ErrorKind::ConnectionReset, Exit::Unavailable),
+            (ErrorKind::ConnectionAborted, Exit::Unavailable),
+            (ErrorKind::StorageFull, Exit::Io),
+        ] {
+            assert_eq!(classify_io(kind).exit, exit, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn only_database_failures_get_the_commands_guarantee() {
+        let db = error(
+            sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+            "counting rows",
+        )
+        .with_guarantee("nothing was deleted");
+        assert_eq!(db.exit, Exit::Unavailable);
+        assert!(db
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.ends_with("; nothing was deleted")));
+        let other = OpsError::new(Exit::Io, "disk").with_guarantee("nothing was deleted");
+        assert_eq!(other.hint, None);
+    }
 }

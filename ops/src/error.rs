@@ -37,6 +37,11 @@ pub enum Exit {
     NoPerm = 77,
     /// 78: configuration error.
     Config = 78,
+    /// 0, quietly: stdout was closed by its reader (`… | head`, `… | true`). The reader has what
+    /// it wanted, so this is neither a failure to report nor a bug (70): the command stops as on
+    /// any error (cleaning up what it holds), and the top level exits 0 without a message, as
+    /// ripgrep does. A signal-style 141 would fail every `set -o pipefail` script using `head`.
+    StdoutClosed = 0,
 }
 
 impl Exit {
@@ -55,6 +60,9 @@ pub struct OpsError {
     pub what: String,
     /// How to fix it, when there is something to say.
     pub hint: Option<String>,
+    /// The failure came from the database ([`crate::db::error`]): the command that failed adds
+    /// what it left intact ([`OpsError::with_guarantee`]).
+    pub from_database: bool,
 }
 
 impl OpsError {
@@ -64,7 +72,35 @@ impl OpsError {
             exit,
             what: what.into(),
             hint: None,
+            from_database: false,
         }
+    }
+
+    /// Stdout was closed by its reader: not a failure (see [`Exit::StdoutClosed`]).
+    pub fn stdout_closed() -> Self {
+        OpsError::new(Exit::StdoutClosed, "stdout was closed by its reader")
+    }
+
+    /// A failed write to stdout: a closed pipe is [`OpsError::stdout_closed`], anything else an
+    /// I/O error (74).
+    pub fn stdout(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return OpsError::stdout_closed();
+        }
+        OpsError::from(PathError::new(FileAction::Write, "<stdout>", e))
+    }
+
+    /// Adds what the failed command left intact (e.g. archive's "nothing was deleted that is
+    /// not in a verified archive") to the hint of a database failure; other failures say their
+    /// own. Each command's guarantee is added once, where the command is dispatched.
+    pub fn with_guarantee(mut self, guarantee: &str) -> Self {
+        if self.from_database {
+            self.hint = Some(match self.hint {
+                Some(hint) => format!("{hint}; {guarantee}"),
+                None => guarantee.to_string(),
+            });
+        }
+        self
     }
 
     /// Adds a hint.
@@ -104,6 +140,23 @@ impl OpsError {
                 "the file is damaged or was tampered with: do not trust its contents; \
                  use another copy",
             ),
+        }
+    }
+
+    /// An intel crate failure while doing `doing`: its database errors classified as any other,
+    /// a damaged export as bad data (65).
+    pub fn intel(e: ransomeye_intel::IntelError, doing: &str) -> Self {
+        use ransomeye_intel::IntelError;
+        match e {
+            IntelError::Database { source, .. } => crate::db::error(source, doing),
+            IntelError::Io { source, .. } => {
+                if EnvelopeError::from_io(&source).is_some() {
+                    return OpsError::new(Exit::Data, format!("{doing}: {source}"));
+                }
+                OpsError::io(doing, &source)
+            }
+            IntelError::Snapshot { .. } => OpsError::new(Exit::Software, format!("{doing}: {e}")),
+            other => OpsError::new(Exit::Data, format!("{doing}: {other}")),
         }
     }
 
@@ -155,6 +208,7 @@ impl From<PathError> for OpsError {
             exit,
             what: e.to_string(),
             hint,
+            from_database: false,
         }
     }
 }

@@ -237,7 +237,7 @@ pub async fn advisory_lock(
         let holder = advisory_holder(conn, name).await;
         let in_time = std::time::Instant::now() < deadline;
         // No holder: it let go between the two statements; try again.
-        if in_time && holder.as_ref().map_or(true, Holder::is_gone) {
+        if in_time && holder.as_ref().is_none_or(Holder::is_gone) {
             tokio::time::sleep(GONE_HOLDER_POLL).await;
             continue;
         }

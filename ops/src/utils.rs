@@ -32,7 +32,7 @@ pub fn print_json(value: &impl Serialize) -> Result<(), OpsError> {
     serde_json::to_writer(&mut out, value)
         .map_err(std::io::Error::from)
         .and_then(|()| writeln!(out))
-        .map_err(|e| OpsError::new(Exit::Io, format!("cannot write to stdout: {e}")))
+        .map_err(stdout_error)
 }
 
 /// Makes a relative path absolute against the current directory, so the configuration
@@ -47,18 +47,11 @@ pub fn absolute(path: &std::path::Path) -> std::path::PathBuf {
     }
 }
 
-/// The error for a failed write to stdout. A closed pipe (`… | head`) means the reader has
-/// what it wanted: exit 0 quietly, as ripgrep and cat-like tools do, instead of reporting it.
-/// Only for commands that stream to stdout and hold no uncommitted file.
+/// The error for a failed write to stdout: a closed pipe (`… | head`) becomes
+/// [`Exit::StdoutClosed`], which the top level turns into a quiet exit 0 once the command has
+/// unwound; anything else is an I/O error.
 pub fn stdout_error(e: std::io::Error) -> OpsError {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        std::process::exit(0);
-    }
-    OpsError::from(ransomeye_kernel::PathError::new(
-        ransomeye_kernel::FileAction::Write,
-        "<stdout>",
-        e,
-    ))
+    OpsError::stdout(e)
 }
 
 /// A spinner on stderr counting `unit`s, shown only when stderr is a terminal and the output is

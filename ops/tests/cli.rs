@@ -155,3 +155,32 @@ fn json_errors_are_machine_readable_too() {
     assert_eq!(v["status"], "error");
     assert_eq!(v["exit_code"], 78);
 }
+
+#[test]
+fn a_stdout_closed_by_its_reader_ends_the_command_quietly_with_its_own_exit_code() {
+    // A world without services: relative paths, no signing key (status reports that).
+    let world = common::repo_root().join("ops/tests/snapshots/worlds/key-permissions");
+    for args in [
+        // Written in one piece at the top level.
+        &["completions", "bash"][..],
+        // Written with println!.
+        &["--config", "kernel.toml", "rotate-keys", "status"],
+        // Written as JSON.
+        &["--config", "kernel.toml", "--json", "rotate-keys", "status"],
+    ] {
+        let open = run(Command::new(BIN).args(args).current_dir(&world));
+        // A pipe whose reader is gone before the first write: every write fails with EPIPE.
+        let (reader, writer) = nix::unistd::pipe().expect("pipe");
+        drop(reader);
+        let closed = run(Command::new(BIN)
+            .args(args)
+            .current_dir(&world)
+            .stdout(std::process::Stdio::from(writer)));
+        assert!(!open.stdout.is_empty(), "{args:?} printed nothing");
+        assert_eq!(closed.code, open.code, "{args:?}: {closed:?}");
+        assert_eq!(
+            closed.stderr, "",
+            "{args:?} complained about the closed stdout"
+        );
+    }
+}

@@ -68,7 +68,7 @@ impl Config {
         let mut best: Option<Run> = None;
         for _ in 0..self.reps {
             let run = f()?;
-            if best.as_ref().map_or(true, |b| run.gbps() > b.gbps()) {
+            if best.as_ref().is_none_or(|b| run.gbps() > b.gbps()) {
                 best = Some(run);
             }
         }

@@ -22,7 +22,7 @@
 //! `archive verify --all`, and kept until the operator resolves it. `--dry-run` changes nothing
 //! at all: it reports what the run would complete, remove and archive.
 
-mod manifest;
+pub(crate) mod manifest;
 mod stream;
 mod versions;
 

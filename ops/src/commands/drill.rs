@@ -16,14 +16,14 @@ use std::time::Instant;
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 use sqlx::AssertSqlSafe;
 
-use super::backup::check::{self, Tools};
-use super::backup::manifest;
-use super::restore::{self, Plan};
 use super::Context;
+use crate::backup_set::check::{self, Tools};
+use crate::backup_set::manifest;
 use crate::cli::DrillArgs;
 use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
 use crate::interrupt;
+use crate::recovery::{self, Plan};
 use crate::utils::{elapsed_ms, print_json, runtime};
 use ransomeye_kernel::config::with_database;
 
@@ -76,7 +76,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
             services: None,
         };
         let phase = Instant::now();
-        let outcome = restore::restore(&plan).await;
+        let outcome = recovery::restore(&plan).await;
         let rto_ms = elapsed_ms(phase);
         if let Some((mut admin, name)) = scratch {
             // Dropped whatever happened, a signal included; a leftover would be noticed only by
@@ -129,7 +129,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
             }
         );
     }
-    restore::mismatch_error(&outcome)
+    recovery::mismatch_error(&outcome)
 }
 
 /// The comment that marks a scratch database as a drill's, followed by the creating session's
@@ -148,7 +148,11 @@ async fn create_scratch(admin: &mut sqlx::PgConnection, name: &str) -> Result<()
     )))
     .execute(&mut *admin)
     .answer("creating the drill's scratch database")
-    .await?;
+    .await
+    .map_err(|e| match e.exit {
+        Exit::NoPerm => e.hint("the role in [database] url needs CREATEDB for the scratch database (ALTER ROLE ... CREATEDB), or pass --target-database-url of an empty database"),
+        _ => e,
+    })?;
     let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
         .fetch_one(&mut *admin)
         .answer("reading this session's pid")

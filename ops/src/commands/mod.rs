@@ -45,13 +45,22 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
     };
     match cli.command {
         Command::Init(args) => init::run(&ctx, &args).map(|()| 0),
-        Command::Archive(args) => archive::run(&ctx, &args).map(|()| 0),
-        Command::Backup(args) => backup::run(&ctx, &args).map(|()| 0),
+        Command::Archive(args) => archive::run(&ctx, &args)
+            .map(|()| 0)
+            .map_err(|e| e.with_guarantee("nothing was deleted that is not in a verified archive")),
+        Command::Backup(args) => backup::run(&ctx, &args).map(|()| 0).map_err(|e| {
+            e.with_guarantee(
+                "no backup was left under a final name and older backups are untouched",
+            )
+        }),
         Command::Verify(args) => verify::run(&ctx, &args).map(|()| 0),
         Command::Restore(args) => restore::run(&ctx, &args).map(|()| 0),
-        Command::Drill(args) => drill::run(&ctx, &args).map(|()| 0),
+        Command::Drill(args) => drill::run(&ctx, &args)
+            .map(|()| 0)
+            .map_err(|e| e.with_guarantee("production was not touched")),
         Command::Decrypt(args) => decrypt::run(&ctx, &args).map(|()| 0),
-        Command::RotateKeys(args) => rotate_keys::run(&ctx, &args),
+        Command::RotateKeys(args) => rotate_keys::run(&ctx, &args)
+            .map_err(|e| e.with_guarantee("the active trust key is unchanged")),
         Command::Health(args) => health::run(&ctx, &args),
         Command::Completions { .. } | Command::Man => Err(OpsError::new(
             Exit::Software,

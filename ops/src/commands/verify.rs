@@ -1,12 +1,13 @@
-//! `verify`: full verification of one backup or all of them (see `backup::check`); `--all` also
-//! fails on orphan data files (data files whose manifest was lost, see `manifest::orphans`).
+//! `verify`: full verification of one backup or all of them (see `crate::backup_set::check`);
+//! `--all` also fails on orphan data files (data files whose manifest was lost, see
+//! `manifest::orphans`).
 
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 use serde::Serialize;
 
-use super::backup::check::{self, Tools};
-use super::backup::manifest;
 use super::Context;
+use crate::backup_set::check::{self, Tools};
+use crate::backup_set::manifest;
 use crate::cli::VerifyArgs;
 use crate::error::{Exit, OpsError};
 use crate::utils::print_json;

@@ -36,7 +36,7 @@ pub mod world;
 
 pub use agents::{field, AgentSim};
 pub use bus::{stored_message, OwnBus};
-pub use db::TestDb;
+pub use db::{with_database, TestDb};
 pub use files::{tree, Entry};
 pub use net::{closed_port, SilentServer};
 pub use root::{

@@ -179,9 +179,7 @@ pub fn is_backup_name(name: &str) -> bool {
         && b[8] == b'T'
         && b[9..15].iter().all(u8::is_ascii_digit)
         && b[15] == b'Z'
-        && suffix.map_or(true, |n| {
-            !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit())
-        })
+        && suffix.is_none_or(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
 }
 
 /// The first free name for a backup taken at `stamp` (`YYYYMMDDTHHMMSSZ`).

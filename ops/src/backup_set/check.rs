@@ -378,7 +378,7 @@ pub fn check_bundle(
         if entry == bundle::INTEL_PATH && graph == GraphCheck::Parse {
             intel = Some(
                 ransomeye_intel::check(io::BufReader::new(contents))
-                    .map_err(|e| super::intel_error(e, &format!("{}: {entry}", path.display())))?,
+                    .map_err(|e| OpsError::intel(e, &format!("{}: {entry}", path.display())))?,
             );
         }
         Ok(())
