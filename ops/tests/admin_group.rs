@@ -8,88 +8,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-use common::{is_root, run, services, stdout_bytes, PublicBinary, Run, TestDb, World, BIN};
+use common::{
+    ensure_admin_group, require_root, run, services, stdout_bytes, tree, AgentSim, Member,
+    PublicBinary, Run, TestDb, World, BIN, NOBODY,
+};
 use ransomeye_kernel::access::ADMIN_GROUP;
 
-const NOBODY: u32 = 65534;
-
-fn require_root() {
-    assert!(
-        is_root(),
-        "the admin-group tests create users and run the binary as them, so they must run as root \
-         (scripts/test and CI do)"
-    );
-}
-
-/// The gid of `ransomeye-admin`, creating the group if this host lacks it (as
-/// `scripts/lib/sandbox.sh` does for CI).
-fn ensure_admin_group() -> u32 {
-    if let Some(gid) = ransomeye_kernel::access::admin_gid() {
-        return gid;
-    }
-    // Exit 9: another test created it meanwhile.
-    let status = Command::new("groupadd")
-        .args(["--system", ADMIN_GROUP])
-        .status()
-        .expect("run groupadd");
-    assert!(
-        status.success() || status.code() == Some(9),
-        "groupadd --system {ADMIN_GROUP} failed: {status}"
-    );
-    ransomeye_kernel::access::admin_gid().expect("the group exists now")
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("random");
-    hex::encode(b)
-}
-
-/// A throwaway system user in group `ransomeye-admin`, removed on drop (also when the test
-/// fails).
-struct Member {
-    name: String,
-    uid: u32,
-}
-
-impl Member {
-    fn create() -> Member {
-        let name = format!("ransomeye-t-{}", random_hex(4));
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .args(["-G", ADMIN_GROUP])
-            .arg(&name)
-            .status()
-            .expect("run useradd");
-        assert!(status.success(), "useradd {name} failed: {status}");
-        let user = nix::unistd::User::from_name(&name)
-            .expect("user database")
-            .expect("the new user exists");
-        Member {
-            name,
-            uid: user.uid.as_raw(),
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
+/// What these tests do that needs root.
+const NEEDS_ROOT: &str = "creates users and runs the binary as them";
 
 /// Who runs a command.
 #[derive(Clone, Copy)]
@@ -145,71 +77,6 @@ impl Operator<'_> {
         );
         out
     }
-}
-
-/// Simulated agents acking every trust update, so `rotate-keys` commits; killed on drop.
-struct Agents {
-    child: Child,
-}
-
-impl Agents {
-    fn start(world: &World, count: u32) -> Agents {
-        let sim = Path::new(BIN).with_file_name("ransomeye-agent-sim");
-        assert!(
-            sim.exists(),
-            "{} is missing: build the workspace (`cargo build --workspace`; scripts/test does)",
-            sim.display()
-        );
-        let mut child = Command::new(sim)
-            .arg("--database-url")
-            .arg(&world.db().url)
-            .arg("--nats-url")
-            .arg(services().nats_url)
-            .arg("--config")
-            .arg(&world.config)
-            .args(["--agents", &count.to_string(), "--ack-fraction", "1"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start ransomeye-agent-sim");
-        let stdout = child.stdout.take().expect("stdout");
-        let (ready_tx, ready) = mpsc::channel();
-        // Keeps reading after `ready` so the simulator never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line == "ready" {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        let agents = Agents { child };
-        ready
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the agent simulator did not print `ready` within 60 s");
-        agents
-    }
-}
-
-impl Drop for Agents {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn trust_version(w: &World) -> u64 {
-    let text = std::fs::read_to_string(&w.config).expect("config");
-    ransomeye_kernel::config::Config::parse(&w.config, &text)
-        .expect("config parses")
-        .trust
-        .version
-}
-
-fn archives(w: &World) -> Vec<String> {
-    w.list("archive")
-        .into_iter()
-        .filter(|n| n.ends_with(".zst.enc"))
-        .collect()
 }
 
 /// Every command with a quick form, run by `who`; `round` tells the rows and dirs apart.
@@ -275,16 +142,16 @@ fn operate(w: &World, bin: &PublicBinary, who: Who<'_>, round: u32) {
         "restore as {label}"
     );
 
-    let version = trust_version(w);
+    let version = w.parsed_config().trust.version;
     let rotation = ops.ok(&["--json", "rotate-keys", "--timeout", "30"]).json();
     assert_eq!(rotation["status"], "committed", "{rotation}");
-    assert_eq!(trust_version(w), version + 1);
+    assert_eq!(w.parsed_config().trust.version, version + 1);
     ops.ok(&["rotate-keys", "status"]);
 
     // This round's archive, and the first round's, decrypt with the key init wrote as root.
     let first = w
         .path("archive")
-        .join(archives(w).first().expect("an archive"));
+        .join(w.archives().first().expect("an archive"));
     for archive in [file, first.display().to_string()] {
         let plain = stdout_bytes(ops.command().args(["decrypt", &archive]));
         assert!(!plain.is_empty(), "{archive}");
@@ -331,14 +198,15 @@ fn lock_files(w: &World) -> [PathBuf; 3] {
 
 #[test]
 fn members_and_root_operate_each_others_installation() {
-    require_root();
+    require_root(NEEDS_ROOT);
     let admin = ensure_admin_group();
     let first = Member::create();
     let second = Member::create();
-    let bin = PublicBinary::new();
-    let w = World::initialised();
+    let bin = PublicBinary::new(BIN);
+    let w = World::initialised(BIN);
     w.open_to_others();
-    let _agents = Agents::start(&w, 3);
+    // Simulated agents acking every trust update, so `rotate-keys` commits.
+    let _agents = AgentSim::start(&w, 3, 1.0, 0.0);
     for dir in ["etc", "keys", "archive", "backups"] {
         assert_shared(&w.path(dir), admin);
     }
@@ -395,30 +263,23 @@ fn members_and_root_operate_each_others_installation() {
     assert_eq!(rollback.json()["status"], "committed");
 }
 
+/// What `snapshot` compares of a file: size, mode, owner and modification time.
+type Seen = (u64, u32, u32, (i64, i64));
+
 /// Every file under `dir`: path, size, mode, owner and modification time.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, u32, u32, i64, i64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read_dir") {
-            let path = entry.expect("entry").path();
-            let m = std::fs::symlink_metadata(&path).expect("metadata");
-            if m.is_dir() {
-                stack.push(path.clone());
-            }
-            out.push((path, m.len(), m.mode(), m.uid(), m.mtime(), m.mtime_nsec()));
-        }
-    }
-    out.sort();
-    out
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Seen> {
+    tree(dir)
+        .into_iter()
+        .map(|(path, e)| (path, (e.len, e.mode, e.uid, e.mtime)))
+        .collect()
 }
 
 #[test]
 fn a_user_outside_the_group_is_refused_every_command_and_nothing_changes() {
-    require_root();
+    require_root(NEEDS_ROOT);
     ensure_admin_group();
-    let bin = PublicBinary::new();
-    let w = World::initialised();
+    let bin = PublicBinary::new(BIN);
+    let w = World::initialised(BIN);
     w.open_to_others();
     w.db().execute(
         "insert into audit_logs (created_at, actor) \
@@ -458,13 +319,13 @@ fn a_user_outside_the_group_is_refused_every_command_and_nothing_changes() {
 
 #[test]
 fn a_member_facing_root_only_permissions_is_told_the_fix_and_nothing_changes() {
-    require_root();
+    require_root(NEEDS_ROOT);
     ensure_admin_group();
     let member = Member::create();
-    let bin = PublicBinary::new();
+    let bin = PublicBinary::new(BIN);
     // A backup directory that already exists root-only (as /var/backups does on Debian): init
     // leaves it as it is and says how to open it to the members.
-    let mut w = World::empty();
+    let mut w = World::empty(BIN);
     w.open_to_others();
     std::fs::create_dir(w.path("backups")).expect("mkdir");
     std::fs::set_permissions(w.path("backups"), std::fs::Permissions::from_mode(0o755))
@@ -503,6 +364,6 @@ fn a_member_facing_root_only_permissions_is_told_the_fix_and_nothing_changes() {
     out.expect_code(77)
         .stderr_has(".archive-audit_logs.lock")
         .stderr_has("chmod 0660");
-    assert!(archives(&w).is_empty(), "{:?}", archives(&w));
+    assert!(w.archives().is_empty(), "{:?}", w.archives());
     assert_eq!(w.db().int("select count(*)::int8 from audit_logs"), 20);
 }

@@ -2,9 +2,13 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Stdio;
 
-use common::{kill_after, run, stdout_bytes, SmallDisk, World};
+use common::{
+    finish, hold_flock, hold_table_lock, kill_after, run, spawn, stdout_bytes, tree, until_backend,
+    Mount, World, BIN,
+};
 
 /// 600 rows, one every 2.4 hours over 60 days; ids 1..=600, the oldest first... in reverse:
 /// row g is g*2.4 h old, so rows with g > 300 are older than 30 days.
@@ -27,13 +31,6 @@ fn table_digest(w: &World) -> String {
     w.db().text("select coalesce(md5(string_agg(row_to_json(a)::text, E'\\n' order by id)), '') from audit_logs a")
 }
 
-fn archives(w: &World) -> Vec<String> {
-    w.list("archive")
-        .into_iter()
-        .filter(|n| n.ends_with(".zst.enc"))
-        .collect()
-}
-
 fn cat_rows(w: &World, file: &str) -> Vec<serde_json::Value> {
     let out = stdout_bytes(
         w.ops()
@@ -49,7 +46,7 @@ fn cat_rows(w: &World, file: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn archive_moves_old_rows_to_a_verified_encrypted_file_and_keeps_new_ones() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let old = old_count(&w);
     assert!(old > 250 && old < 350, "{old}");
@@ -65,7 +62,7 @@ fn archive_moves_old_rows_to_a_verified_encrypted_file_and_keeps_new_ones() {
         600 - old
     );
 
-    let files = archives(&w);
+    let files = w.archives();
     assert_eq!(files.len(), 1);
     assert!(
         files[0].starts_with("logs_") && files[0].ends_with(".zst.enc"),
@@ -114,12 +111,12 @@ fn archive_moves_old_rows_to_a_verified_encrypted_file_and_keeps_new_ones() {
 
 #[test]
 fn nothing_old_enough_writes_no_file_and_exits_0() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 100); // at most 10 days old
     let out = run(w.ops().args(["archive", "--days", "30"]));
     out.expect_code(0);
     assert!(out.stdout.contains("nothing to archive"), "{}", out.stdout);
-    assert!(archives(&w).is_empty());
+    assert!(w.archives().is_empty());
     assert!(
         w.list("archive").iter().all(|n| n.starts_with('.')),
         "{:?}",
@@ -129,7 +126,7 @@ fn nothing_old_enough_writes_no_file_and_exits_0() {
 
 #[test]
 fn dry_run_reports_and_changes_nothing() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let before = table_digest(&w);
     let out = run(w
@@ -140,16 +137,16 @@ fn dry_run_reports_and_changes_nothing() {
     assert_eq!(out.json()["rows"], old_count(&w));
     assert!(out.json()["estimated_file_bytes"].as_u64().unwrap_or(0) > 0);
     assert_eq!(table_digest(&w), before);
-    assert!(archives(&w).is_empty());
+    assert!(w.archives().is_empty());
 }
 
 #[test]
 fn a_second_run_the_same_day_never_replaces_the_first_archive() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     run(w.ops().args(["archive", "--days", "45"])).expect_code(0);
     run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
-    let files = archives(&w);
+    let files = w.archives();
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(files.iter().any(|f| f.contains(".2.zst.enc")), "{files:?}");
     let total: usize = files.iter().map(|f| cat_rows(&w, f).len()).sum();
@@ -161,8 +158,7 @@ fn a_second_run_the_same_day_never_replaces_the_first_archive() {
 
 #[test]
 fn a_concurrent_run_exits_75_naming_the_holder() {
-    use nix::fcntl::{Flock, FlockArg};
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let lock_path = w.path("archive/.archive-audit_logs.lock");
     std::fs::write(
@@ -170,14 +166,7 @@ fn a_concurrent_run_exits_75_naming_the_holder() {
         "pid 4242 on testhost, started 2026-11-23T10:00:00Z",
     )
     .expect("write");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&lock_path)
-        .expect("open");
-    let held = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| e)
-        .expect("flock");
+    let held = hold_flock(&lock_path);
     let before = table_digest(&w);
     run(w.ops().args(["archive", "--days", "30"]))
         .expect_code(75)
@@ -189,7 +178,7 @@ fn a_concurrent_run_exits_75_naming_the_holder() {
 
 #[test]
 fn a_run_on_another_host_holding_the_database_lock_exits_75() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let url = w.db().url.clone();
     common::block_on(async {
@@ -205,12 +194,12 @@ fn a_run_on_another_host_holding_the_database_lock_exits_75() {
         out.expect_code(75).stderr_has("PostgreSQL backend pid");
         drop(conn);
     });
-    assert!(archives(&w).is_empty());
+    assert!(w.archives().is_empty());
 }
 
 #[test]
 fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes_it() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let before = table_digest(&w);
     let old = old_count(&w);
@@ -225,7 +214,7 @@ fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes_i
         "rows changed by an interrupted run"
     );
     assert!(
-        archives(&w).is_empty(),
+        w.archives().is_empty(),
         "an archive appeared under its final name: {:?}",
         w.list("archive")
     );
@@ -241,7 +230,7 @@ fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes_i
         out.stdout
     );
     assert_eq!(old_count(&w), 0);
-    let files = archives(&w);
+    let files = w.archives();
     assert_eq!(files.len(), 1);
     assert_eq!(cat_rows(&w, &files[0]).len() as i64, old);
     let leftovers: Vec<String> = w
@@ -254,7 +243,7 @@ fn killed_before_the_archive_is_in_place_loses_nothing_and_the_rerun_completes_i
 
 #[test]
 fn killed_mid_prune_the_rerun_finishes_the_prune_without_archiving_twice() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let old = old_count(&w);
     let all_ids = w
@@ -280,7 +269,7 @@ fn killed_mid_prune_the_rerun_finishes_the_prune_without_archiving_twice() {
         out.stdout
     );
     assert_eq!(old_count(&w), 0);
-    let files = archives(&w);
+    let files = w.archives();
     assert_eq!(
         files.len(),
         1,
@@ -308,7 +297,7 @@ fn killed_mid_prune_the_rerun_finishes_the_prune_without_archiving_twice() {
 fn a_row_inserted_with_an_old_timestamp_after_the_export_is_not_pruned_unarchived() {
     // Prune deletes the archived primary keys, not "everything older than the cutoff": a late
     // row with an old timestamp stays in the table until an archive holds it.
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let out = run(w
         .ops()
@@ -321,7 +310,7 @@ fn a_row_inserted_with_an_old_timestamp_after_the_export_is_not_pruned_unarchive
         .int("select id::int8 from audit_logs where actor = 'late writer'");
 
     run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
-    let mut files = archives(&w);
+    let mut files = w.archives();
     // logs_<date>.zst.enc, then logs_<date>.2.zst.enc
     files.sort_by_key(|f| (f.len(), f.clone()));
     assert_eq!(
@@ -342,10 +331,10 @@ fn a_row_inserted_with_an_old_timestamp_after_the_export_is_not_pruned_unarchive
 
 #[test]
 fn tampered_archives_and_manifests_fail_verification_with_65() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
-    let file = w.path("archive").join(&archives(&w)[0]);
+    let file = w.path("archive").join(&w.archives()[0]);
     let original = std::fs::read(&file).expect("read");
 
     let mut flipped = original.clone();
@@ -369,7 +358,7 @@ fn tampered_archives_and_manifests_fail_verification_with_65() {
     run(w.ops().args(["archive", "verify"]).arg(&file)).expect_code(0);
     let manifest = w
         .path("archive")
-        .join(archives(&w)[0].replace(".zst.enc", ".manifest.json"));
+        .join(w.archives()[0].replace(".zst.enc", ".manifest.json"));
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     std::fs::write(&manifest, text.replacen("\"rows\": ", "\"rows\": 1", 1)).expect("write");
     let out = run(w.ops().args(["archive", "verify"]).arg(&file));
@@ -379,7 +368,7 @@ fn tampered_archives_and_manifests_fail_verification_with_65() {
 
 #[test]
 fn restore_brings_rows_back_exactly_including_nulls_unicode_big_jsonb_and_extra_columns() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.db().execute(
         "alter table audit_logs add column severity smallint, add column source inet, add column raw bytea;
          insert into audit_logs (created_at, actor, action, target, details, severity, source, raw) values
@@ -391,7 +380,7 @@ fn restore_brings_rows_back_exactly_including_nulls_unicode_big_jsonb_and_extra_
     let before = table_digest(&w);
     run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
     assert_eq!(w.db().int("select count(*)::int8 from audit_logs"), 1);
-    let file = w.path("archive").join(&archives(&w)[0]);
+    let file = w.path("archive").join(&w.archives()[0]);
     let out = run(w.ops().args(["--json", "archive", "restore"]).arg(&file));
     out.expect_code(0);
     assert_eq!(out.json()["rows_inserted"], 3);
@@ -409,7 +398,7 @@ fn restore_brings_rows_back_exactly_including_nulls_unicode_big_jsonb_and_extra_
 
 #[test]
 fn list_shows_each_archive_with_rows_and_state() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
     let out = run(w.ops().args(["--json", "archive", "list"]));
@@ -425,7 +414,7 @@ fn list_shows_each_archive_with_rows_and_state() {
 
 #[test]
 fn bad_input_is_named_and_changes_nothing() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let before = table_digest(&w);
 
@@ -461,12 +450,12 @@ fn bad_input_is_named_and_changes_nothing() {
     .expect_code(69);
 
     assert_eq!(table_digest(&w), before);
-    assert!(archives(&w).is_empty());
+    assert!(w.archives().is_empty());
 }
 
 #[test]
 fn disk_full_exits_74_deletes_nothing_and_leaves_no_partial_file() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     // Incompressible details, so the archive cannot fit in 64 KiB.
     w.db().execute(
         "insert into audit_logs (created_at, actor, details) \
@@ -475,7 +464,7 @@ fn disk_full_exits_74_deletes_nothing_and_leaves_no_partial_file() {
          from generate_series(1, 3000) g",
     );
     let before = table_digest(&w);
-    let _disk = SmallDisk::mount(&w.path("archive"), "64k");
+    let _disk = Mount::tmpfs(&w.path("archive"), "64k");
     let out = run(w.ops().args(["archive", "--days", "30"]));
     out.expect_code(74).stderr_has("No space left");
     assert_eq!(
@@ -500,7 +489,7 @@ fn all_ids(w: &World) -> Vec<i64> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().expect("id"))
         .collect();
-    for file in archives(w) {
+    for file in w.archives() {
         ids.extend(
             cat_rows(w, &file)
                 .iter()
@@ -515,7 +504,7 @@ fn all_ids(w: &World) -> Vec<i64> {
 fn sigkill_at_spread_moments_then_rerun_loses_and_duplicates_nothing() {
     // The long version (hundreds of random kills) is scripts/crash-archive; this is the handful.
     for delay_ms in [0u64, 20, 40, 80, 160] {
-        let w = World::initialised();
+        let w = World::initialised(BIN);
         seed(&w, 3000);
         let original = all_ids(&w);
         kill_after(
@@ -541,10 +530,10 @@ fn sigkill_at_spread_moments_then_rerun_loses_and_duplicates_nothing() {
 
 #[test]
 fn an_archive_from_another_key_is_refused_with_77_by_verify_and_cat() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
-    let file = w.path("archive").join(&archives(&w)[0]);
+    let file = w.path("archive").join(&w.archives()[0]);
     // Another installation's archive key in place of ours (as after restoring the wrong key backup).
     let key = w.path("keys/archive.key");
     std::fs::remove_file(&key).expect("rm");
@@ -569,39 +558,26 @@ fn an_archive_from_another_key_is_refused_with_77_by_verify_and_cat() {
 }
 
 /// Every file under the archive directory with its bytes, to show that a run changed nothing.
-fn tree(w: &World) -> std::collections::BTreeMap<String, Vec<u8>> {
-    fn walk(
-        dir: &std::path::Path,
-        base: &str,
-        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
-    ) {
-        for entry in std::fs::read_dir(dir).expect("read_dir") {
-            let entry = entry.expect("entry");
-            let name = format!("{base}{}", entry.file_name().to_string_lossy());
-            if entry.file_type().expect("type").is_dir() {
-                walk(&entry.path(), &format!("{name}/"), out);
-            } else {
-                out.insert(name, std::fs::read(entry.path()).expect("read"));
-            }
-        }
-    }
-    let mut out = std::collections::BTreeMap::new();
-    walk(&w.path("archive"), "", &mut out);
-    out
+fn archive_files(w: &World) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    tree(&w.path("archive"))
+        .into_iter()
+        .filter(|(_, e)| !e.is_dir)
+        .map(|(path, e)| (path, e.bytes))
+        .collect()
 }
 
 /// A dry run (`--json archive --dry-run --days 30`) that must leave the table and the archive
 /// directory exactly as they were; returns its report.
 #[track_caller]
 fn dry_run_changing_nothing(w: &World) -> serde_json::Value {
-    let (rows, files) = (table_digest(w), tree(w));
+    let (rows, files) = (table_digest(w), archive_files(w));
     let out = run(w
         .ops()
         .args(["--json", "archive", "--dry-run", "--days", "30"]));
     out.expect_code(0);
     assert_eq!(out.json()["status"], "dry_run");
     assert_eq!(table_digest(w), rows, "a dry run changed the table");
-    let after = tree(w);
+    let after = archive_files(w);
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
         files.keys().collect::<Vec<_>>(),
@@ -614,7 +590,7 @@ fn dry_run_changing_nothing(w: &World) -> serde_json::Value {
 #[test]
 fn dry_run_changes_nothing_in_any_interrupted_state_and_reports_what_it_would_finish() {
     // No lock file yet: the dry run must not create one.
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     assert!(w.list("archive").is_empty(), "{:?}", w.list("archive"));
     assert_eq!(dry_run_changing_nothing(&w)["rows"], old_count(&w));
@@ -624,7 +600,7 @@ fn dry_run_changes_nothing_in_any_interrupted_state_and_reports_what_it_would_fi
         "archive-before-prune",  // archive in place and verified, no row deleted
         "archive-mid-prune",     // some batches deleted
     ] {
-        let w = World::initialised();
+        let w = World::initialised(BIN);
         seed(&w, 600);
         let original = all_ids(&w);
         let out = run(w
@@ -669,11 +645,11 @@ fn dry_run_changes_nothing_in_any_interrupted_state_and_reports_what_it_would_fi
 
 #[test]
 fn orphans_are_reported_by_list_and_verify_all_and_never_deleted_by_a_run() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let original = all_ids(&w);
     run(w.ops().args(["archive", "--days", "45"])).expect_code(0);
-    let first = archives(&w)[0].clone();
+    let first = w.archives()[0].clone();
     // A data file without its manifest (say, copied in by hand).
     let lone_data = w.path("archive/logs_2020-01-01.zst.enc");
     std::fs::copy(w.path("archive").join(&first), &lone_data).expect("copy");
@@ -694,7 +670,9 @@ fn orphans_are_reported_by_list_and_verify_all_and_never_deleted_by_a_run() {
         .into_iter()
         .find(|n| {
             n.ends_with(".manifest.json")
-                && !archives(&w).contains(&n.replace(".manifest.json", ".zst.enc"))
+                && !w
+                    .archives()
+                    .contains(&n.replace(".manifest.json", ".zst.enc"))
         })
         .map(|n| w.path("archive").join(n))
         .expect("the killed run's manifest");
@@ -771,7 +749,7 @@ fn orphans_are_reported_by_list_and_verify_all_and_never_deleted_by_a_run() {
 
 #[test]
 fn a_row_updated_between_export_and_prune_stays_and_a_later_run_archives_its_new_version() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let original = all_ids(&w);
     // Killed with the archive written and verified, before the prune.
@@ -780,7 +758,7 @@ fn a_row_updated_between_export_and_prune_stays_and_a_later_run_archives_its_new
         .args(["archive", "--days", "30"])
         .env("RANSOMEYE_FAILPOINT", "archive-before-prune"));
     assert_ne!(out.code, 0);
-    let first = archives(&w)[0].clone();
+    let first = w.archives()[0].clone();
     let archived = cat_rows(&w, &first);
     let changed = archived[archived.len() / 2]["id"].as_i64().expect("id");
     // A writer changes an archived row in that window.
@@ -807,8 +785,8 @@ fn a_row_updated_between_export_and_prune_stays_and_a_later_run_archives_its_new
     .expect("json");
     assert_eq!(manifest["body"]["rows_deleted"], archived.len() as i64 - 1);
     // ... and its export archives the changed row's new version, alone.
-    let later: Vec<String> = archives(&w).into_iter().filter(|f| *f != first).collect();
-    assert_eq!(later.len(), 1, "{:?}", archives(&w));
+    let later: Vec<String> = w.archives().into_iter().filter(|f| *f != first).collect();
+    assert_eq!(later.len(), 1, "{:?}", w.archives());
     let rows = cat_rows(&w, &later[0]);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["id"], changed);
@@ -828,79 +806,18 @@ fn a_row_updated_between_export_and_prune_stays_and_a_later_run_archives_its_new
 
 /// A configuration like `w`'s whose archive directory is `archive2`: another run on the same
 /// table (as from another host sharing the database).
-fn second_config(w: &World) -> std::path::PathBuf {
+fn second_config(w: &World) -> PathBuf {
     std::fs::create_dir(w.path("archive2")).expect("mkdir");
-    let config = w.path("etc/second.toml");
-    std::fs::copy(&w.config, &config).expect("copy");
-    let text = std::fs::read_to_string(&w.config).expect("read");
-    let (from, to) = (
-        format!("\"{}\"", w.path("archive").display()),
-        format!("\"{}\"", w.path("archive2").display()),
-    );
-    assert!(text.contains(&from), "{text}");
-    std::fs::write(&config, text.replace(&from, &to)).expect("write");
-    config
-}
-
-/// The binary with `config`.
-fn ops_with_config(config: &std::path::Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(common::BIN);
-    cmd.arg("--config")
-        .arg(config)
-        .env_remove("RANSOMEYE_CONFIG")
-        .env_remove("RANSOMEYE_DATABASE_URL")
-        .env_remove("RANSOMEYE_NATS_URL");
-    cmd
-}
-
-/// Waits (bounded) until the run with process id `pid` shows in `pg_stat_activity` meeting `condition`.
-async fn until_backend(conn: &mut sqlx::PgConnection, pid: u32, condition: &str) {
-    let sql = format!(
-        "select count(*)::int8 from pg_stat_activity where application_name = 'ransomeye-ops archive pid {pid}' and {condition}"
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_one(&mut *conn)
-            .await
-            .expect("pg_stat_activity");
-        if n > 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "run {pid} never reached: {condition}"
-        );
-        // Polling the condition itself; the pause only spares the 2-core machine a busy loop.
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
-
-/// A connection of its own holding `lock table audit_logs in <mode> mode` in an open
-/// transaction, until `commit` is sent on it.
-async fn hold_table_lock(url: &str, mode: &str) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    let mut holder = sqlx::PgConnection::connect(url).await.expect("connect");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "begin; lock table audit_logs in {mode} mode"
-    )))
-    .execute(&mut holder)
-    .await
-    .expect("lock table");
-    holder
-}
-
-/// Starts `cmd` (an `archive` run) with stderr piped and stdout as given.
-fn spawn_run(cmd: &mut std::process::Command, stdout: Stdio) -> std::process::Child {
-    cmd.stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn")
+    w.config_copy(
+        "second.toml",
+        &format!("\"{}\"", w.path("archive").display()),
+        &format!("\"{}\"", w.path("archive2").display()),
+    )
 }
 
 #[test]
 fn a_run_with_another_archive_dir_exits_75_at_once_naming_the_live_holder() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let original = all_ids(&w);
     let second = second_config(&w);
@@ -909,12 +826,12 @@ fn a_run_with_another_archive_dir_exits_75_at_once_naming_the_live_holder() {
         use sqlx::Connection;
         // Hold the first run inside its export: it waits for the table, holding the run's lock.
         let mut blocker = hold_table_lock(&url, "access exclusive").await;
-        let mut first = spawn_run(w.ops().args(["archive", "--days", "30"]), Stdio::null());
+        let first = spawn(w.ops().args(["archive", "--days", "30"]));
         let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
         until_backend(&mut watch, first.id(), "wait_event_type = 'Lock'").await;
 
         let started = std::time::Instant::now();
-        let out = run(ops_with_config(&second).args(["archive", "--days", "30"]));
+        let out = run(w.ops_with_config(&second).args(["archive", "--days", "30"]));
         let took = started.elapsed();
         out.expect_code(75)
             .stderr_has("another archive run for table audit_logs is running")
@@ -932,8 +849,7 @@ fn a_run_with_another_archive_dir_exits_75_at_once_naming_the_live_holder() {
             .execute(&mut blocker)
             .await
             .expect("commit");
-        let status = first.wait().expect("wait");
-        assert_eq!(status.code(), Some(0));
+        finish(first).expect_code(0);
     });
     assert_eq!(old_count(&w), 0);
     assert_eq!(all_ids(&w), original);
@@ -941,7 +857,7 @@ fn a_run_with_another_archive_dir_exits_75_at_once_naming_the_live_holder() {
 
 #[test]
 fn a_rerun_waits_briefly_for_a_killed_runs_lingering_session_then_completes() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let original = all_ids(&w);
     let url = w.db().url.clone();
@@ -950,26 +866,20 @@ fn a_rerun_waits_briefly_for_a_killed_runs_lingering_session_then_completes() {
         // A run killed while its backend waits for the table: the backend, and the run's
         // database lock, outlive the process until the table is free again.
         let mut blocker = hold_table_lock(&url, "access exclusive").await;
-        let mut killed = spawn_run(w.ops().args(["archive", "--days", "30"]), Stdio::null());
+        let mut killed = spawn(w.ops().args(["archive", "--days", "30"]));
         let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
         until_backend(&mut watch, killed.id(), "wait_event_type = 'Lock'").await;
         killed.kill().expect("kill");
         killed.wait().expect("wait");
 
-        let rerun = spawn_run(w.ops().args(["archive", "--days", "30"]), Stdio::null());
+        let rerun = spawn(w.ops().args(["archive", "--days", "30"]));
         // The rerun is retrying the lock held by the dead run's session; free the table.
         until_backend(&mut watch, rerun.id(), "query like '%advisory_lock(%'").await;
         sqlx::raw_sql("commit")
             .execute(&mut blocker)
             .await
             .expect("commit");
-        let out = rerun.wait_with_output().expect("wait");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        finish(rerun).expect_code(0);
     });
     assert_eq!(old_count(&w), 0);
     assert_eq!(all_ids(&w), original);
@@ -977,7 +887,7 @@ fn a_rerun_waits_briefly_for_a_killed_runs_lingering_session_then_completes() {
 
 #[test]
 fn a_row_updated_while_the_prune_waits_is_kept_and_archived_by_the_next_run() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let original = all_ids(&w);
     let changed = w
@@ -989,10 +899,7 @@ fn a_row_updated_while_the_prune_waits_is_kept_and_archived_by_the_next_run() {
         // SHARE lets the export read but stops the prune's first delete: the run waits with
         // its archive written and verified, and the row is updated in that window.
         let mut writer = hold_table_lock(&url, "share").await;
-        let run = spawn_run(
-            w.ops().args(["--json", "archive", "--days", "30"]),
-            Stdio::piped(),
-        );
+        let run = spawn(w.ops().args(["--json", "archive", "--days", "30"]));
         let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
         until_backend(
             &mut watch,
@@ -1006,21 +913,16 @@ fn a_row_updated_while_the_prune_waits_is_kept_and_archived_by_the_next_run() {
         .execute(&mut writer)
         .await
         .expect("update");
-        let out = run.wait_with_output().expect("wait");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let out = finish(run);
+        out.expect_code(0);
+        let report = out.json();
         assert_eq!(
             report["rows_deleted"].as_i64(),
             report["rows"].as_i64().map(|n| n - 1),
             "{report}"
         );
     });
-    let first = archives(&w)[0].clone();
+    let first = w.archives()[0].clone();
     let old_version = cat_rows(&w, &first)
         .into_iter()
         .find(|r| r["id"] == changed)
@@ -1034,8 +936,8 @@ fn a_row_updated_while_the_prune_waits_is_kept_and_archived_by_the_next_run() {
     );
 
     run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
-    let later: Vec<String> = archives(&w).into_iter().filter(|f| *f != first).collect();
-    assert_eq!(later.len(), 1, "{:?}", archives(&w));
+    let later: Vec<String> = w.archives().into_iter().filter(|f| *f != first).collect();
+    assert_eq!(later.len(), 1, "{:?}", w.archives());
     let rows = cat_rows(&w, &later[0]);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["actor"], "changed during the prune");
@@ -1047,22 +949,19 @@ fn a_row_updated_while_the_prune_waits_is_kept_and_archived_by_the_next_run() {
 
 #[test]
 fn a_run_keeps_the_temp_archive_of_another_tables_interrupted_run_in_the_same_dir() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     w.db().execute(
         "create table other_logs (like audit_logs including all); \
          insert into other_logs select * from audit_logs",
     );
-    let other = w.path("etc/other.toml");
-    std::fs::copy(&w.config, &other).expect("copy");
-    let text = std::fs::read_to_string(&w.config).expect("read");
-    assert!(text.contains("table = \"audit_logs\""), "{text}");
-    std::fs::write(
-        &other,
-        text.replace("table = \"audit_logs\"", "table = \"other_logs\""),
-    )
-    .expect("write");
-    let out = run(ops_with_config(&other)
+    let other = w.config_copy(
+        "other.toml",
+        "table = \"audit_logs\"",
+        "table = \"other_logs\"",
+    );
+    let out = run(w
+        .ops_with_config(&other)
         .args(["archive", "--days", "30"])
         .env("RANSOMEYE_FAILPOINT", "archive-before-commit"));
     assert_ne!(out.code, 0);
@@ -1079,7 +978,9 @@ fn a_run_keeps_the_temp_archive_of_another_tables_interrupted_run_in_the_same_di
     run(w.ops().args(["archive", "--days", "30"])).expect_code(0);
     assert_eq!(temps(&w), left);
     // ... and other_logs' next run completes it.
-    let out = run(ops_with_config(&other).args(["--json", "archive", "--days", "30"]));
+    let out = run(w
+        .ops_with_config(&other)
+        .args(["--json", "archive", "--days", "30"]));
     out.expect_code(0);
     assert_eq!(
         out.json()["recovered"].as_array().map(Vec::len),
@@ -1095,7 +996,7 @@ fn a_run_keeps_the_temp_archive_of_another_tables_interrupted_run_in_the_same_di
 fn the_prune_is_paced_into_short_transactions_and_unpaced_when_configured_off() {
     // Paced (the default): a --batch-size far above the rows still deletes in several short
     // transactions, resting between them.
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 3000);
     let old = old_count(&w);
     let out = run(w
@@ -1115,7 +1016,7 @@ fn the_prune_is_paced_into_short_transactions_and_unpaced_when_configured_off() 
     );
 
     // Unpaced: exactly --batch-size rows per transaction, no rest.
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 3000);
     let old = old_count(&w);
     w.edit_config(|t| {
@@ -1147,7 +1048,7 @@ fn the_prune_is_paced_into_short_transactions_and_unpaced_when_configured_off() 
 fn a_role_that_is_not_superuser_archives_and_prunes_without_compressing_wal() {
     // The prune compresses its WAL only where the role may (superuser); anyone else with the
     // table's privileges prunes all the same.
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     seed(&w, 600);
     let old = old_count(&w);
     w.db().execute(&format!(

@@ -5,11 +5,11 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{kill_after, run, stdout_bytes, SmallDisk, TestDb, World};
+use common::{hold_flock, kill_after, run, stdout_bytes, Mount, TestDb, World, BIN};
 
 /// A world with audit rows, an intel graph, an artifacts directory and an extra config file.
 fn world() -> World {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.db().execute(
         "insert into audit_logs (created_at, actor, action, target, details) \
          select now() - g * interval '1 hour', 'user' || (g % 7), 'login', 'host-' || g, \
@@ -64,13 +64,6 @@ fn data_digest(db: &TestDb) -> String {
            (select coalesce(string_agg(row_to_json(e)::text, E'\\n' order by id), '') from intel_edges e) || \
            (select coalesce(string_agg(hostname, ',' order by hostname), '') from agents))",
     )
-}
-
-fn backups(w: &World) -> Vec<String> {
-    w.list("backups")
-        .into_iter()
-        .filter_map(|n| n.strip_suffix(".manifest.json").map(str::to_string))
-        .collect()
 }
 
 fn backup(w: &World) -> serde_json::Value {
@@ -228,7 +221,7 @@ fn unchanged_artifacts_are_referenced_and_restored_through_the_chain() {
     // Retention never deletes a backup a kept one still needs.
     std::fs::write(w.path("artifacts/case-1/notes.txt"), b"third look\n").expect("write");
     run(w.ops().args(["backup", "--keep", "1"])).expect_code(0);
-    let left = backups(&w);
+    let left = w.backups();
     assert!(
         left.contains(&first),
         "{first} holds memdump.bin for the kept backup: {left:?}"
@@ -460,7 +453,7 @@ fn retention_keeps_the_newest_n() {
     };
     // Kept: the newest two (the third and the new one), plus the first, which holds the
     // artifacts every later backup references. The second holds nothing anyone needs.
-    let left = backups(&w);
+    let left = w.backups();
     assert_eq!(left.len(), 3, "{left:?}");
     assert!(
         left.contains(&names[0]) && left.contains(&names[2]),
@@ -475,15 +468,11 @@ fn bad_input_fails_clearly_and_leaves_no_file() {
     let w = world();
     // Another backup holds the lock: 75.
     std::fs::write(w.path("backups/.backup.lock"), b"pid 4242 on testhost\n").expect("write");
-    let lock = std::fs::File::open(w.path("backups/.backup.lock")).expect("open");
-    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map(|held| {
-            run(w.ops().arg("backup"))
-                .expect_code(75)
-                .stderr_has("pid 4242");
-            drop(held);
-        })
-        .expect("lock");
+    let held = hold_flock(&w.path("backups/.backup.lock"));
+    run(w.ops().arg("backup"))
+        .expect_code(75)
+        .stderr_has("pid 4242");
+    drop(held);
     // pg_dump not where [backup] pg_bin_dir says: 69 with the fix.
     let empty_bin = w.path("no-pg-bin");
     std::fs::create_dir_all(&empty_bin).expect("mkdir");
@@ -526,7 +515,7 @@ fn bad_input_fails_clearly_and_leaves_no_file() {
         .env("RANSOMEYE_DATABASE_URL", &limited)
         .arg("backup"));
     assert_ne!(out.code, 0);
-    assert!(backups(&w).is_empty());
+    assert!(w.backups().is_empty());
     assert!(
         w.list("backups")
             .iter()
@@ -551,7 +540,7 @@ fn bad_input_fails_clearly_and_leaves_no_file() {
 fn disk_full_exits_74_keeps_older_backups_and_leaves_no_partial_file() {
     let w = world();
     let mounted = w.path("backups");
-    let _disk = SmallDisk::mount(&mounted, "1m");
+    let _disk = Mount::tmpfs(&mounted, "1m");
     // A first backup fits (the artifact compresses to almost nothing)...
     w.db().execute("truncate audit_logs");
     let first = backup(&w)["backup"].as_str().expect("name").to_string();
@@ -563,7 +552,7 @@ fn disk_full_exits_74_keeps_older_backups_and_leaves_no_partial_file() {
     run(w.ops().arg("backup"))
         .expect_code(74)
         .stderr_has("No space left");
-    assert_eq!(backups(&w), std::slice::from_ref(&first));
+    assert_eq!(w.backups(), std::slice::from_ref(&first));
     assert!(
         w.list("backups").iter().all(|n| !n.contains(".tmp-")),
         "{:?}",
@@ -581,7 +570,7 @@ fn sigkill_during_backup_leaves_only_verifiable_backups_and_the_next_one_succeed
             w.ops().arg("backup"),
             std::time::Duration::from_millis(delay_ms),
         );
-        for name in backups(&w) {
+        for name in w.backups() {
             run(w.ops().args(["verify", &name])).expect_code(0);
         }
         run(w.ops().arg("backup")).expect_code(0);
@@ -590,7 +579,7 @@ fn sigkill_during_backup_leaves_only_verifiable_backups_and_the_next_one_succeed
         let data_files = left.iter().filter(|n| n.ends_with(".enc")).count();
         assert_eq!(
             data_files,
-            2 * backups(&w).len(),
+            2 * w.backups().len(),
             "leftovers removed: {left:?}"
         );
     }
@@ -599,7 +588,7 @@ fn sigkill_during_backup_leaves_only_verifiable_backups_and_the_next_one_succeed
 /// `first` is the only backup, nothing else is in the backup dir (but the lock file), and it
 /// verifies.
 fn only_backup_left(w: &World, first: &str) {
-    assert_eq!(backups(w), [first.to_string()]);
+    assert_eq!(w.backups(), [first.to_string()]);
     assert!(
         w.list("backups")
             .iter()
@@ -654,7 +643,7 @@ fn a_run_killed_while_committing_is_completed_by_the_next_run_and_never_leaves_a
         let w = world();
         let out = run(w.ops().env("RANSOMEYE_FAILPOINT", failpoint).arg("backup"));
         assert_ne!(out.code, 0, "{failpoint}: the failpoint aborts the run");
-        assert!(backups(&w).is_empty(), "{failpoint}: not committed");
+        assert!(w.backups().is_empty(), "{failpoint}: not committed");
         let left = backup_dir_files(&w);
         assert!(
             left.iter().any(|n| n.contains(".manifest.json.tmp-")),
@@ -669,7 +658,7 @@ fn a_run_killed_while_committing_is_completed_by_the_next_run_and_never_leaves_a
         let name = completed[0].as_str().expect("name");
         run(w.ops().args(["verify", name])).expect_code(0);
         run(w.ops().args(["verify", "--all"])).expect_code(0);
-        assert_eq!(backups(&w).len(), 2, "{failpoint}");
+        assert_eq!(w.backups().len(), 2, "{failpoint}");
         assert!(
             backup_dir_files(&w).iter().all(|n| !n.contains(".tmp-")),
             "{failpoint}: {:?}",
@@ -701,7 +690,7 @@ fn a_kill_while_retention_deletes_a_backup_is_finished_by_the_next_run() {
         out.json()
     };
     assert_eq!(report["completed"], serde_json::json!([first]), "{report}");
-    let left = backups(&w);
+    let left = w.backups();
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(
         !left.contains(&first) && !left.contains(&second),
@@ -802,32 +791,6 @@ fn an_artifact_whose_holding_backup_was_lost_is_stored_again() {
     run(w.ops().args(["verify", third])).expect_code(0);
 }
 
-/// A bind mount for the life of the guard (needs root, as the tests run).
-struct BindMount(PathBuf);
-
-impl BindMount {
-    fn new(from: &std::path::Path, to: &std::path::Path) -> BindMount {
-        assert!(
-            common::is_root(),
-            "a bind mount needs root (scripts/test runs as root)"
-        );
-        let status = Command::new("mount")
-            .arg("--bind")
-            .arg(from)
-            .arg(to)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mount --bind failed");
-        BindMount(to.to_path_buf())
-    }
-}
-
-impl Drop for BindMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
@@ -842,7 +805,7 @@ fn the_keys_dir_is_never_backed_up_however_it_is_reached_and_each_file_is_stored
     std::fs::hard_link(w.path("keys/signing.key"), w.path("etc/signing-copy.key")).expect("link");
     std::fs::create_dir_all(w.path("mnt/keys")).expect("mkdir");
     std::fs::write(w.path("mnt/readme.txt"), b"bound\n").expect("write");
-    let _bind = BindMount::new(&w.path("keys"), &w.path("mnt/keys"));
+    let _bind = Mount::bind(&w.path("keys"), &w.path("mnt/keys"));
     let shown = |p: &str| w.path(p).display().to_string();
     w.edit_config(|t| {
         let t = t.replacen(

@@ -5,9 +5,10 @@ mod common;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use common::{admin_gid, is_root, run, PublicBinary, World, BIN};
+use common::{admin_gid, require_root, run, PublicBinary, World, BIN, NOBODY};
 
-const NOBODY: u32 = 65534;
+/// What the privilege tests do that needs root.
+const NEEDS_ROOT: &str = "switches users";
 
 #[test]
 fn help_lists_every_working_command_with_exit_codes() {
@@ -41,11 +42,8 @@ fn help_lists_every_working_command_with_exit_codes() {
 
 #[test]
 fn help_version_completions_and_man_work_for_an_unprivileged_user() {
-    assert!(
-        is_root(),
-        "the privilege tests switch users and must run as root (scripts/test does)"
-    );
-    let bin = PublicBinary::new();
+    require_root(NEEDS_ROOT);
+    let bin = PublicBinary::new(BIN);
     for args in [
         &["--help"][..],
         &["--version"],
@@ -60,12 +58,9 @@ fn help_version_completions_and_man_work_for_an_unprivileged_user() {
 
 #[test]
 fn unprivileged_user_is_denied_before_anything_is_touched() {
-    assert!(
-        is_root(),
-        "the privilege tests switch users and must run as root (scripts/test does)"
-    );
-    let bin = PublicBinary::new();
-    let w = World::empty();
+    require_root(NEEDS_ROOT);
+    let bin = PublicBinary::new(BIN);
+    let w = World::empty(BIN);
     w.open_to_others();
     let out = run(w
         .init_command(
@@ -91,12 +86,9 @@ fn unprivileged_user_is_denied_before_anything_is_touched() {
 
 #[test]
 fn member_of_ransomeye_admin_is_allowed() {
-    assert!(
-        is_root(),
-        "the privilege tests switch users and must run as root (scripts/test does)"
-    );
-    let bin = PublicBinary::new();
-    let w = World::initialised();
+    require_root(NEEDS_ROOT);
+    let bin = PublicBinary::new(BIN);
+    let w = World::initialised(BIN);
     w.open_to_others();
     // init made the config 0640 and the directories 2770, group ransomeye-admin.
     let out = run(w
@@ -132,7 +124,7 @@ fn missing_config_exits_78_naming_the_path_and_how_it_was_chosen() {
 
 #[test]
 fn config_typo_exits_78_naming_file_line_and_key() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.edit_config(|t| t.replace("retention_days = 30", "retention_dayz = 30"));
     let line = std::fs::read_to_string(&w.config)
         .expect("config")
@@ -148,7 +140,7 @@ fn config_typo_exits_78_naming_file_line_and_key() {
 
 #[test]
 fn mistyped_value_exits_78() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.edit_config(|t| t.replace("retention_days = 30", "retention_days = \"thirty\""));
     run(w.ops().arg("health"))
         .expect_code(78)

@@ -141,10 +141,7 @@ fn help_of_every_command() {
 
 #[test]
 fn errors_that_need_no_service() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the error cases pass the privilege gate as root (scripts/test runs as root)"
-    );
+    ransomeye_testkit::require_root("passes the privilege gate as root for its error cases");
     // Git keeps no file mode but the executable bit: give the key its loose mode here, whatever
     // the checkout's umask made it.
     std::fs::set_permissions(

@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{run, Run, TestDb, World};
+use common::{run, Run, TestDb, World, BIN};
 
 /// Wrappers for `pg_dump` and `pg_restore` in `dir/bin`, logging into `dir/log`.
 fn wrapped_pg_tools(dir: &Path) -> PathBuf {
@@ -85,7 +85,7 @@ fn assert_clean(what: &str, out: &Run, secrets: &[&str]) {
 /// A world whose configuration reaches its database through `spell(its plain URL)` and whose pg
 /// tools are the logging wrappers.
 fn world_with(spell: impl Fn(&str) -> String) -> World {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let url = spell(&w.db().url);
     w.db()
         .execute("insert into audit_logs (created_at, actor, action, target) select now() - g * interval '40 days', 'u', 'login', 'h' from generate_series(1, 50) g");
@@ -121,11 +121,7 @@ fn every_command_stays_quiet(w: &World, target: &str, env: &[(&str, &str)], secr
     assert_clean("archive", out.expect_code(0), secrets);
     let out = ops(&["backup"]);
     assert_clean("backup", out.expect_code(0), secrets);
-    let name = w
-        .list("backups")
-        .into_iter()
-        .find_map(|n| n.strip_suffix(".manifest.json").map(str::to_string))
-        .expect("a backup");
+    let name = w.backups().into_iter().next().expect("a backup");
     let out = ops(&["verify", "--all"]);
     assert_clean("verify", out.expect_code(0), secrets);
     let out = ops(&["drill"]);
@@ -222,7 +218,7 @@ fn pgpassword_and_pgpass_from_the_environment_are_never_printed() {
 
 #[test]
 fn errors_about_an_unreachable_or_invalid_url_never_repeat_the_password() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     for url in [
         "postgres://postgres:Unreach-PW@127.0.0.1:1/x",
         "postgres://postgres@127.0.0.1:1/x?password=Unreach-PW",

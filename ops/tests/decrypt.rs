@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use common::{run, stdout_bytes, World};
+use common::{run, stdout_bytes, World, BIN};
 use ransomeye_kernel::envelope::{EnvelopeWriter, Purpose};
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 
@@ -31,7 +31,7 @@ fn sample(len: usize) -> Vec<u8> {
 
 #[test]
 fn decrypt_to_stdout_yields_the_exact_plaintext() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let plain = sample(300_000);
     let file = archive_file(&w, "logs.zst.enc", &plain);
     let out = stdout_bytes(w.ops().arg("decrypt").arg(&file));
@@ -45,7 +45,7 @@ fn decrypt_to_stdout_yields_the_exact_plaintext() {
 
 #[test]
 fn decrypt_to_a_file_is_atomic_and_never_overwrites() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let plain = sample(70_000);
     let file = archive_file(&w, "logs.zst.enc", &plain);
     let out_path = w.path("out/plain.bin");
@@ -72,7 +72,7 @@ fn decrypt_to_a_file_is_atomic_and_never_overwrites() {
 
 #[test]
 fn tampered_file_exits_65_naming_it_and_leaves_no_output() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let file = archive_file(&w, "logs.zst.enc", &sample(200_000));
     let mut bytes = std::fs::read(&file).expect("read");
     let mid = bytes.len() / 2;
@@ -93,7 +93,7 @@ fn tampered_file_exits_65_naming_it_and_leaves_no_output() {
 
 #[test]
 fn truncated_and_foreign_files_exit_65() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let file = archive_file(&w, "logs.zst.enc", &sample(100_000));
     let bytes = std::fs::read(&file).expect("read");
     std::fs::write(w.path("cut.enc"), &bytes[..bytes.len() - 1]).expect("write");
@@ -132,8 +132,8 @@ fn truncated_and_foreign_files_exit_65() {
 
 #[test]
 fn file_from_another_installation_exits_77() {
-    let w = World::initialised();
-    let other = World::initialised();
+    let w = World::initialised(BIN);
+    let other = World::initialised(BIN);
     let file = archive_file(&other, "foreign.zst.enc", b"someone else's logs");
     run(w.ops().arg("decrypt").arg(&file).stdout(Stdio::null()))
         .expect_code(77)
@@ -143,7 +143,7 @@ fn file_from_another_installation_exits_77() {
 
 #[test]
 fn loose_key_permissions_exit_77_with_the_fix() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let file = archive_file(&w, "logs.zst.enc", b"rows");
     let key = w.path("keys/archive.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -155,7 +155,7 @@ fn loose_key_permissions_exit_77_with_the_fix() {
 
 #[test]
 fn json_without_output_file_is_a_usage_error() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let file = archive_file(&w, "logs.zst.enc", b"rows");
     let out = w
         .ops()
@@ -172,7 +172,7 @@ fn json_without_output_file_is_a_usage_error() {
 
 #[test]
 fn missing_input_exits_66() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     run(w
         .ops()
         .arg("decrypt")
@@ -186,7 +186,7 @@ fn missing_input_exits_66() {
 fn writer_killed_mid_write_leaves_nothing_under_the_final_name() {
     use std::os::unix::fs::OpenOptionsExt;
     // decrypt reads from a FIFO we feed slowly, so we can SIGKILL it while OUT is half-written.
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let file = archive_file(&w, "big.zst.enc", &sample(2_000_000));
     let bytes = std::fs::read(&file).expect("read");
     let fifo = w.path("feed");

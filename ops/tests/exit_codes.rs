@@ -11,7 +11,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{run, services, with_database, Run, TestDb, World, BIN};
+use common::{hold_table_lock, run, services, with_database, Run, TestDb, World, BIN};
 
 /// Every command (as its argument path) and the exit codes its `--help` lists.
 const DOCUMENTED: &[(&[&str], &[i32])] = &[
@@ -168,7 +168,7 @@ fn with_url(w: &World, url: &str) {
 
 #[test]
 fn a_refused_connection_is_69() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     // Port 1 on the loopback: nothing listens, the kernel refuses at once.
     with_url(&w, "postgres://postgres@127.0.0.1:1/ransomeye");
     for path in [&["backup"][..], &["archive"]] {
@@ -181,7 +181,7 @@ fn a_refused_connection_is_69() {
 
 #[test]
 fn a_database_that_does_not_exist_is_78() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let missing = with_database(&services().database_url, "ransomeye_no_such_database");
     with_url(&w, &missing);
     for path in [&["backup"][..], &["archive"]] {
@@ -194,7 +194,7 @@ fn a_database_that_does_not_exist_is_78() {
 
 #[test]
 fn a_backup_of_a_database_without_the_ransomeye_schema_is_78() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let empty = TestDb::empty();
     with_url(&w, &empty.url);
     let out = run(w.ops().arg("backup"));
@@ -259,7 +259,7 @@ impl Drop for Role {
 
 #[test]
 fn a_role_without_privileges_on_the_tables_is_77() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let role = Role::create("login");
     with_url(&w, &role.url(&w.db().url));
     let out = run(w.ops().args(["archive", "--days", "30"]));
@@ -271,7 +271,7 @@ fn a_role_without_privileges_on_the_tables_is_77() {
 
 #[test]
 fn a_drill_by_a_role_without_createdb_is_77() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     run(w.ops().arg("backup")).expect_code(0);
     // A drill reads files and the catalog before it creates the scratch database.
     let role = Role::create("login nocreatedb");
@@ -285,7 +285,7 @@ fn a_drill_by_a_role_without_createdb_is_77() {
 
 #[test]
 fn a_table_lock_held_past_the_lock_timeout_is_75() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let db = w.db();
     db.execute(
         "insert into audit_logs (created_at, actor, action) \
@@ -297,12 +297,7 @@ fn a_table_lock_held_past_the_lock_timeout_is_75() {
         db.name
     ));
     common::block_on(async {
-        use sqlx::Connection;
-        let mut holder = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-        sqlx::raw_sql("begin; lock table audit_logs in access exclusive mode")
-            .execute(&mut holder)
-            .await
-            .expect("lock");
+        let mut holder = hold_table_lock(&db.url, "access exclusive").await;
         let out = run(w.ops().args(["archive", "--days", "30"]));
         expect_documented(&["archive"], &out, 75);
         out.stderr_has("lock")

@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{run, World};
+use common::{closed_port, run, run_within, SilentServer, World, BIN};
 
 fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["checks"]
@@ -16,7 +15,7 @@ fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
 
 #[test]
 fn everything_up_reports_ok_checks_in_json() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let out = run(w.ops().args(["--json", "health"]));
     let report = out.json();
     // Disk and host report this machine's real state (a loaded CI box may warn); the services
@@ -51,10 +50,8 @@ fn everything_up_reports_ok_checks_in_json() {
 
 #[test]
 fn bus_down_is_critical_with_exit_2() {
-    let w = World::initialised();
-    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = closed.local_addr().expect("addr").port();
-    drop(closed);
+    let w = World::initialised(BIN);
+    let port = closed_port();
     let out = run(w
         .ops()
         .args(["--json", "health", "--timeout", "3"])
@@ -68,10 +65,8 @@ fn bus_down_is_critical_with_exit_2() {
 
 #[test]
 fn database_down_is_critical_with_exit_2() {
-    let w = World::initialised();
-    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = closed.local_addr().expect("addr").port();
-    drop(closed);
+    let w = World::initialised(BIN);
+    let port = closed_port();
     let out = run(w.ops().args(["--json", "health", "--timeout", "3"]).env(
         "RANSOMEYE_DATABASE_URL",
         format!("postgres://postgres@127.0.0.1:{port}/x"),
@@ -84,10 +79,10 @@ fn database_down_is_critical_with_exit_2() {
 
 #[test]
 fn hanging_peers_are_critical_within_timeout_plus_half_a_second() {
-    let w = World::initialised();
-    // Accepts TCP connections (the kernel completes the handshake) and never answers.
-    let hang = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = hang.local_addr().expect("addr").port();
+    let w = World::initialised(BIN);
+    // Accepts TCP connections and never answers.
+    let hang = SilentServer::start();
+    let port = hang.port;
     let started = Instant::now();
     let out = run(w
         .ops()
@@ -98,7 +93,6 @@ fn hanging_peers_are_critical_within_timeout_plus_half_a_second() {
         )
         .env("RANSOMEYE_NATS_URL", format!("nats://127.0.0.1:{port}")));
     let elapsed = started.elapsed();
-    drop(hang);
     out.expect_code(2);
     let report = out.json();
     assert_eq!(check(&report, "database")["status"], "critical");
@@ -109,38 +103,9 @@ fn hanging_peers_are_critical_within_timeout_plus_half_a_second() {
     );
 }
 
-/// Runs `cmd` to completion with its output collected; a run still going after `limit` is
-/// killed and fails the test (a guard against hanging the suite, not a synchronisation).
-fn run_within(cmd: &mut std::process::Command, limit: Duration) -> common::Run {
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => {
-            let out = out.expect("wait");
-            common::Run {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }
-        }
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            panic!("health still running after {limit:?}: it hangs");
-        }
-    }
-}
-
 #[test]
 fn a_disk_check_stuck_in_a_syscall_is_critical_and_health_exits_on_time() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let started = Instant::now();
     // The failpoint blocks the disk check's thread for good, as statvfs on a dead NFS mount does.
     let out = run_within(
@@ -167,7 +132,7 @@ fn a_disk_check_stuck_in_a_syscall_is_critical_and_health_exits_on_time() {
 
 #[test]
 fn missing_archive_dir_is_a_critical_disk_check() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     std::fs::remove_dir(w.path("archive")).expect("rmdir");
     let out = run(w.ops().args(["--json", "health"]));
     out.expect_code(2);
@@ -181,7 +146,7 @@ fn missing_archive_dir_is_a_critical_disk_check() {
 
 #[test]
 fn prometheus_textfile_is_written_atomically() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let prom = w.path("metrics/ransomeye.prom");
     std::fs::create_dir(w.path("metrics")).expect("mkdir");
     let out = run(w.ops().args(["health", "--prometheus"]).arg(&prom));
@@ -203,7 +168,7 @@ fn prometheus_textfile_is_written_atomically() {
 
 #[test]
 fn human_output_names_each_check() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let out = run(w.ops().arg("health"));
     for name in ["database", "bus", "disk", "host"] {
         assert!(out.stdout.contains(name), "{}", out.stdout);

@@ -4,7 +4,7 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use common::{run, services, World};
+use common::{run, services, World, BIN};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path)
@@ -16,7 +16,7 @@ fn mode(path: &std::path::Path) -> u32 {
 
 #[test]
 fn init_creates_config_and_keys_with_private_modes() {
-    let w = World::empty();
+    let w = World::empty(BIN);
     let out = w.init_with(
         "postgres://ops@127.0.0.1:5432/ransomeye",
         "nats://127.0.0.1:4222",
@@ -68,7 +68,7 @@ fn init_creates_config_and_keys_with_private_modes() {
 
 #[test]
 fn init_json_reports_public_parts_only() {
-    let w = World::empty();
+    let w = World::empty(BIN);
     let out = run(w
         .init_command(w.ops(), "postgres://a@127.0.0.1/b", "nats://127.0.0.1:4222")
         .arg("--json"));
@@ -81,7 +81,7 @@ fn init_json_reports_public_parts_only() {
 
 #[test]
 fn init_refuses_to_overwrite_config_or_keys() {
-    let w = World::empty();
+    let w = World::empty(BIN);
     let s = services();
     w.init_with(&s.database_url, &s.nats_url).expect_code(0);
     let before = std::fs::read(w.path("keys/signing.key")).expect("key");
@@ -96,7 +96,7 @@ fn init_refuses_to_overwrite_config_or_keys() {
     assert_eq!(std::fs::read(&w.config).expect("config"), config_before);
 
     // A key left alone without a config is protected too, and no config is written.
-    let w2 = World::empty();
+    let w2 = World::empty(BIN);
     std::fs::create_dir_all(w2.path("keys")).expect("mkdir");
     std::fs::write(w2.path("keys/backup.key"), [1u8; 32]).expect("write");
     w2.init_with(&s.database_url, &s.nats_url)
@@ -108,7 +108,7 @@ fn init_refuses_to_overwrite_config_or_keys() {
 
 #[test]
 fn init_with_a_bad_url_changes_nothing() {
-    let w = World::empty();
+    let w = World::empty(BIN);
     w.init_with("mysql://root@localhost/x", "nats://127.0.0.1:4222")
         .expect_code(64)
         .stderr_has("postgres://");
@@ -117,7 +117,7 @@ fn init_with_a_bad_url_changes_nothing() {
 
 #[test]
 fn init_where_a_directory_cannot_be_created_fails_with_73_and_leaves_no_keys() {
-    let w = World::empty();
+    let w = World::empty(BIN);
     // A regular file where the backup directory should be: creation fails, for root too.
     std::fs::write(w.path("backups"), b"not a dir").expect("write");
     let out = w.init_with("postgres://a@127.0.0.1/b", "nats://127.0.0.1:4222");

@@ -5,100 +5,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{run, Run, TestDb, World};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use common::{run, Running, TestDb, World, BIN};
+use nix::sys::signal::Signal;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 /// The signals that ask ransomeye-ops to stop.
 const SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
-/// Longest a run may take before the watchdog kills it: a guard against hanging the suite.
-const WATCHDOG: Duration = Duration::from_secs(180);
-
-/// The binary running in the background, its stderr read line by line.
-struct Running {
-    child: Child,
-    stderr: BufReader<ChildStderr>,
-    seen: String,
-    done: mpsc::Sender<()>,
-}
-
-impl Running {
-    fn start(cmd: &mut Command) -> Running {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ransomeye-ops");
-        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let (done, finished) = mpsc::channel::<()>();
-        let pid = Pid::from_raw(child.id() as i32);
-        std::thread::spawn(move || {
-            if finished.recv_timeout(WATCHDOG) == Err(mpsc::RecvTimeoutError::Timeout) {
-                let _ = kill(pid, Signal::SIGKILL);
-            }
-        });
-        Running {
-            child,
-            stderr,
-            seen: String::new(),
-            done,
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    /// Reads stderr until a line contains `needle` (the run has reached that point).
-    #[track_caller]
-    fn wait_for(&mut self, needle: &str) {
-        loop {
-            let mut line = String::new();
-            let n = self.stderr.read_line(&mut line).expect("read stderr");
-            assert!(
-                n > 0,
-                "the run ended without printing {needle:?}; stderr:\n{}",
-                self.seen
-            );
-            self.seen.push_str(&line);
-            if line.contains(needle) {
-                return;
-            }
-        }
-    }
-
-    fn signal(&self, s: Signal) {
-        kill(self.pid(), s).expect("send the signal");
-    }
-
-    /// Waits for the end and collects the output.
-    fn finish(mut self) -> Run {
-        let mut rest = String::new();
-        self.stderr.read_to_string(&mut rest).expect("read stderr");
-        let mut stdout = String::new();
-        if let Some(mut out) = self.child.stdout.take() {
-            out.read_to_string(&mut stdout).expect("read stdout");
-        }
-        let status = self.child.wait().expect("wait");
-        let _ = self.done.send(());
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr: self.seen + &rest,
-        }
-    }
-}
-
 /// A world with old and new audit rows and one backup; returns the backup's name.
 fn world_with_backup() -> (World, String) {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.db().execute(
         "insert into audit_logs (created_at, actor, action, target, details) \
          select now() - g * interval '1 hour', 'user' || (g % 7), 'login', 'host-' || g, '{}' \
@@ -199,19 +117,6 @@ fn a_signal_during_pg_restore_rolls_it_back_and_starts_services() {
     );
 }
 
-/// Databases on the server whose name starts with `prefix`.
-fn databases(w: &World, prefix: &str) -> Vec<String> {
-    let names = w.db().text(&format!(
-        "select coalesce(string_agg(datname, ',' order by datname), '') from pg_database \
-         where starts_with(datname, '{prefix}')"
-    ));
-    names
-        .split(',')
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn an_interrupted_drill_drops_its_scratch_database() {
     let (w, _) = world_with_backup();
@@ -224,7 +129,9 @@ fn an_interrupted_drill_drops_its_scratch_database() {
         r.wait_for("failpoint restore-before-pg-restore: paused");
         // Scratch names end with the drill's pid.
         let suffix = format!("_{}", r.pid());
-        let scratch: Vec<String> = databases(&w, "ransomeye_drill_")
+        let scratch: Vec<String> = w
+            .db()
+            .databases("ransomeye_drill_")
             .into_iter()
             .filter(|n| n.ends_with(&suffix))
             .collect();
@@ -238,7 +145,7 @@ fn an_interrupted_drill_drops_its_scratch_database() {
             .expect_code(75)
             .stderr_has(&format!("interrupted by {s}"))
             .stderr_has(&format!("its scratch database {} was dropped", scratch[0]));
-        assert_eq!(databases(&w, &scratch[0]), Vec::<String>::new(), "{s}");
+        assert_eq!(w.db().databases(&scratch[0]), Vec::<String>::new(), "{s}");
     }
 }
 
@@ -253,7 +160,9 @@ fn the_next_drill_removes_a_killed_drills_leftover_and_nothing_else() {
     );
     r.wait_for("failpoint restore-before-pg-restore: paused");
     let pid = r.pid();
-    let leftover = databases(&w, "ransomeye_drill_")
+    let leftover = w
+        .db()
+        .databases("ransomeye_drill_")
         .into_iter()
         .find(|n| n.ends_with(&format!("_{pid}")))
         .expect("the killed drill's scratch database");
@@ -270,7 +179,7 @@ fn the_next_drill_removes_a_killed_drills_leftover_and_nothing_else() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(databases(&w, &leftover), std::slice::from_ref(&leftover));
+    assert_eq!(w.db().databases(&leftover), std::slice::from_ref(&leftover));
 
     // Look-alikes the drill must leave alone: one without the mark, and one whose creator (this
     // test's own session) is alive.
@@ -309,9 +218,9 @@ fn the_next_drill_removes_a_killed_drills_leftover_and_nothing_else() {
             .is_some_and(|a| a.iter().any(|n| n == leftover.as_str())),
         "{removed}"
     );
-    assert_eq!(databases(&w, &leftover), Vec::<String>::new());
-    assert_eq!(databases(&w, &unmarked), std::slice::from_ref(&unmarked));
-    assert_eq!(databases(&w, &alive), std::slice::from_ref(&alive));
+    assert_eq!(w.db().databases(&leftover), Vec::<String>::new());
+    assert_eq!(w.db().databases(&unmarked), std::slice::from_ref(&unmarked));
+    assert_eq!(w.db().databases(&alive), std::slice::from_ref(&alive));
     for name in [&unmarked, &alive] {
         sql(format!("drop database {name} with (force)"));
     }
@@ -319,7 +228,7 @@ fn the_next_drill_removes_a_killed_drills_leftover_and_nothing_else() {
 
 #[test]
 fn a_signal_before_the_backup_commit_abandons_it_and_leaves_no_file() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let mut r = Running::start(
         w.ops()
             .arg("backup")
@@ -344,7 +253,7 @@ fn a_signal_before_the_backup_commit_abandons_it_and_leaves_no_file() {
 
 #[test]
 fn a_signal_between_prune_batches_stops_there_and_the_next_run_finishes() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.db().execute(
         "insert into audit_logs (created_at, actor) \
          select now() - interval '40 days' - g * interval '1 minute', 'u' \
@@ -370,11 +279,7 @@ fn a_signal_between_prune_batches_stops_there_and_the_next_run_finishes() {
 
     run(w.ops().args(["archive", "--no-vacuum"])).expect_code(0);
     assert_eq!(old(), 0);
-    let archives: Vec<String> = w
-        .list("archive")
-        .into_iter()
-        .filter(|n| n.ends_with(".zst.enc"))
-        .collect();
+    let archives = w.archives();
     assert_eq!(archives.len(), 1, "no row archived twice: {archives:?}");
     run(w.ops().args(["archive", "verify", "--all"])).expect_code(0);
 }

@@ -11,7 +11,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use common::{run, TestDb, World};
+use common::{run, TestDb, World, BIN};
 use ransomeye_kernel::keys::KeyDir;
 
 const BACKUP: &str = "ransomeye_20261201T152752Z";
@@ -20,7 +20,7 @@ const ARCHIVE: &str = "logs_2026-12-01";
 /// A world holding copies of the format-1 fixtures: keys, backups, archive, and a configuration
 /// with the fixtures' trust key.
 fn fixture_world() -> World {
-    let w = World::empty();
+    let w = World::empty(BIN);
     let fixtures = common::repo_root().join("ops/tests/fixtures/format1");
     for dir in ["keys", "backups", "archive", "etc"] {
         std::fs::create_dir_all(w.path(dir)).expect("mkdir");

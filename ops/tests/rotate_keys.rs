@@ -8,282 +8,29 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{run, services, World, BIN};
+use common::{
+    bus, field, finish, hold_flock, require_root, run, services, spawn, stored_message, tree,
+    AgentSim, Mount, OwnBus, World, BIN,
+};
 use serde_json::Value;
-
-/// The simulator binary, built beside the binary under test (`cargo build --workspace`).
-fn sim_bin() -> PathBuf {
-    let path = std::path::Path::new(BIN).with_file_name("ransomeye-agent-sim");
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace (`cargo build --workspace`; scripts/test does)",
-        path.display()
-    );
-    path
-}
-
-/// A running simulator; killed on drop.
-struct Sim {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Sim {
-    /// Starts `agents` simulated agents in `world`'s database; returns once they listen.
-    fn start(world: &World, agents: u32, ack: f64, forge: f64) -> Sim {
-        Sim::start_on(world, &services().nats_url, agents, ack, forge)
-    }
-
-    /// [`Sim::start`] on the bus at `nats_url`.
-    fn start_on(world: &World, nats_url: &str, agents: u32, ack: f64, forge: f64) -> Sim {
-        let forge = forge.to_string();
-        let mut sim = Sim::spawn(world, nats_url, agents, ack, &["--forge-fraction", &forge]);
-        sim.wait_for(|l| l == "ready");
-        sim
-    }
-
-    /// Agents that are offline (`--hold`, plus `flags`): registered in the database, not yet on
-    /// the bus. Returns once they are registered; [`Sim::connect`] brings them back.
-    fn start_held(world: &World, nats_url: &str, agents: u32, flags: &[&str]) -> Sim {
-        let mut args = vec!["--hold"];
-        args.extend_from_slice(flags);
-        let mut sim = Sim::spawn(world, nats_url, agents, 1.0, &args);
-        sim.wait_for(|l| l == "registered");
-        sim
-    }
-
-    /// Brings held agents onto the bus; returns once they listen, with the lines printed before
-    /// `ready` (the `catch-up` line).
-    fn connect(&mut self) -> Vec<String> {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        stdin
-            .write_all(b"connect\n")
-            .expect("write to the simulator");
-        stdin.flush().expect("flush");
-        let mut before = Vec::new();
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line == "ready" => return before,
-                Ok(line) => before.push(line),
-                Err(e) => panic!("agent simulator: not ready after connecting ({e})"),
-            }
-        }
-    }
-
-    fn spawn(world: &World, nats_url: &str, agents: u32, ack: f64, flags: &[&str]) -> Sim {
-        let mut child = Command::new(sim_bin())
-            .arg("--database-url")
-            .arg(&world.db().url)
-            .arg("--nats-url")
-            .arg(nats_url)
-            .arg("--config")
-            .arg(&world.config)
-            .args(["--agents", &agents.to_string()])
-            .args(["--ack-fraction", &ack.to_string()])
-            .args(flags)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start ransomeye-agent-sim");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Sim { child, lines }
-    }
-
-    /// Reads the simulator's lines until one satisfies `want`; fails after 60 s without it.
-    #[track_caller]
-    fn wait_for(&mut self, want: impl Fn(&str) -> bool) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if want(&line) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("agent simulator: no expected line ({e})"),
-            }
-        }
-    }
-
-    /// The simulator's line about `event` (update, commit, abort) of `rotation`.
-    #[track_caller]
-    fn event(&mut self, event: &str, rotation: &str) -> String {
-        let prefix = format!("{event} rotation={rotation}");
-        self.wait_for(|l| l.starts_with(&prefix))
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A nats-server of the test's own (JetStream on, a free loopback port, its own store), for the
-/// tests that stop the bus or must see a fresh stream; the shared one on `NATS_URL` is never
-/// stopped. Killed on drop.
-struct OwnBus {
-    child: Option<Child>,
-    port: u16,
-    store: tempfile::TempDir,
-}
-
-impl OwnBus {
-    fn start() -> OwnBus {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut bus = OwnBus {
-            child: None,
-            port,
-            store: tempfile::tempdir().expect("tempdir"),
-        };
-        bus.restart();
-        bus
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again, on the same port and store) and waits until JetStream answers.
-    fn restart(&mut self) {
-        let child = Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server (is it installed?)");
-        self.child = Some(child);
-        let url = self.url();
-        let ready = Instant::now() + Duration::from_secs(30);
-        common::block_on(async {
-            loop {
-                let answer = match async_nats::connect(&url).await {
-                    Ok(c) => c.request("$JS.API.INFO", "".into()).await.is_ok(),
-                    Err(_) => false,
-                };
-                if answer {
-                    return;
-                }
-                assert!(Instant::now() < ready, "nats-server on {url} did not start");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
-    }
-
-    /// SIGKILLs the server.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// A JetStream API request, its JSON reply.
-    fn api(&self, subject: &str, body: Value) -> Value {
-        let url = self.url();
-        common::block_on(async move {
-            let client = async_nats::connect(&url).await.expect("nats");
-            let reply = client
-                .request(subject.to_string(), body.to_string().into())
-                .await
-                .expect("JetStream API");
-            serde_json::from_slice(&reply.payload).expect("JSON reply")
-        })
-    }
-
-    fn stream_exists(&self) -> bool {
-        self.api("$JS.API.STREAM.INFO.RANSOMEYE_TRUST", Value::Null)
-            .get("error")
-            .is_none()
-    }
-
-    /// The last message stored on `broadcast.updates`, parsed.
-    fn last_update(&self) -> Value {
-        let reply = self.api(
-            "$JS.API.STREAM.MSG.GET.RANSOMEYE_TRUST",
-            serde_json::json!({ "last_by_subj": "broadcast.updates" }),
-        );
-        stored_message(&reply)
-    }
-}
-
-impl Drop for OwnBus {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The JSON message in a `STREAM.MSG.GET` reply.
-fn stored_message(reply: &Value) -> Value {
-    let data = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        reply["message"]["data"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no stored message: {reply}")),
-    )
-    .expect("base64");
-    serde_json::from_slice(&data).expect("stored JSON")
-}
 
 /// A world whose configuration points at `bus`.
 fn world_on(bus: &OwnBus) -> World {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.edit_config(|t| t.replace(&services().nats_url, &bus.url()));
     w
 }
 
 /// Every file under `dir`: relative path → (mode, owner, group, bytes).
-fn tree(dir: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
-    let mut files = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("read_dir") {
-            let path = entry.expect("entry").path();
-            let meta = std::fs::symlink_metadata(&path).expect("metadata");
-            let rel = path.strip_prefix(dir).expect("inside").to_path_buf();
-            if meta.is_dir() {
-                todo.push(path);
-                files.insert(rel, (meta.mode(), meta.uid(), meta.gid(), Vec::new()));
-            } else {
-                let bytes = std::fs::read(&path).expect("read");
-                files.insert(rel, (meta.mode(), meta.uid(), meta.gid(), bytes));
-            }
-        }
-    }
-    files
-}
-
-/// `key=value` from a simulator line.
-fn field(line: &str, key: &str) -> String {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} missing in {line:?}"))
-        .to_string()
+fn files(dir: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
+    tree(dir)
+        .into_iter()
+        .map(|(path, e)| (path, (e.mode, e.uid, e.gid, e.bytes)))
+        .collect()
 }
 
 /// What the rotation may change, to compare before and after.
@@ -305,9 +52,8 @@ fn trust_files(w: &World) -> TrustFiles {
 }
 
 fn config_trust(w: &World) -> (u64, String, String) {
-    let text = std::fs::read_to_string(&w.config).expect("config");
-    let c = ransomeye_kernel::config::Config::parse(&w.config, &text).expect("config parses");
-    (c.trust.version, c.trust.key_id, c.trust.public_key)
+    let trust = w.parsed_config().trust;
+    (trust.version, trust.key_id, trust.public_key)
 }
 
 /// The public key (hex) of the Ed25519 key file at `path`.
@@ -348,9 +94,9 @@ fn latest_rotation_id(w: &World) -> String {
 
 #[test]
 fn a_quorum_of_85_percent_commits_and_agents_switch() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let (version, old_id, old_public) = config_trust(&w);
-    let mut sim = Sim::start(&w, 40, 0.85, 0.0);
+    let mut sim = AgentSim::start(&w, 40, 0.85, 0.0);
     let out = rotate(&w, &["--timeout", "30"]);
     out.expect_code(0);
     let report = out.json();
@@ -362,20 +108,11 @@ fn a_quorum_of_85_percent_commits_and_agents_switch() {
 
     // The update is kept in the JetStream stream for agents that were offline.
     let seq = report["update_seq"].as_u64().expect("update_seq");
-    let stored: Value = common::block_on(async {
-        let client = async_nats::connect(services().nats_url)
-            .await
-            .expect("nats");
-        let reply = client
-            .request(
-                "$JS.API.STREAM.MSG.GET.RANSOMEYE_TRUST",
-                serde_json::json!({ "seq": seq }).to_string().into(),
-            )
-            .await
-            .expect("stream message");
-        serde_json::from_slice(&reply.payload).expect("JSON reply")
-    });
-    let stored = stored_message(&stored);
+    let stored = stored_message(&bus::api(
+        &services().nats_url,
+        "$JS.API.STREAM.MSG.GET.RANSOMEYE_TRUST",
+        serde_json::json!({ "seq": seq }),
+    ));
     assert_eq!(stored["type"], "trust_update");
     assert_eq!(stored["rotation_id"], rotation.as_str());
 
@@ -412,9 +149,9 @@ fn a_quorum_of_85_percent_commits_and_agents_switch() {
 
 #[test]
 fn seventy_percent_aborts_and_changes_nothing() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let before = trust_files(&w);
-    let mut sim = Sim::start(&w, 20, 0.70, 0.0);
+    let mut sim = AgentSim::start(&w, 20, 0.70, 0.0);
     let out = rotate(&w, &["--timeout", "2"]);
     out.expect_code(75)
         .stderr_has("no quorum: 14 of 20 active agents acked, 17 needed");
@@ -428,9 +165,9 @@ fn seventy_percent_aborts_and_changes_nothing() {
 
 #[test]
 fn forged_acks_never_count() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let before = trust_files(&w);
-    let _sim = Sim::start(&w, 40, 0.70, 0.20);
+    let _sim = AgentSim::start(&w, 40, 0.70, 0.20);
     let out = rotate(&w, &["--timeout", "2"]);
     out.expect_code(75)
         .stderr_has("28 of 40 active agents acked");
@@ -446,7 +183,7 @@ fn forged_acks_never_count() {
 
 #[test]
 fn an_unreachable_bus_changes_nothing() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.edit_config(|t| t.replace(&services().nats_url, "nats://127.0.0.1:1"));
     let before = trust_files(&w);
     rotate(&w, &[])
@@ -458,7 +195,7 @@ fn an_unreachable_bus_changes_nothing() {
 
 #[test]
 fn no_active_agents_is_a_temporary_failure() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.db().execute(
         "insert into agents (id, hostname, public_key, status) \
          values (gen_random_uuid(), 'retired-host', '\\x00', 'decommissioned')",
@@ -472,7 +209,7 @@ fn no_active_agents_is_a_temporary_failure() {
 
 #[test]
 fn a_loose_signing_key_is_refused() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     std::fs::set_permissions(
         w.path("keys/signing.key"),
         std::fs::Permissions::from_mode(0o644),
@@ -484,9 +221,9 @@ fn a_loose_signing_key_is_refused() {
 
 #[test]
 fn a_failed_configuration_write_aborts_and_keeps_the_old_key() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let before = trust_files(&w);
-    let mut sim = Sim::start(&w, 10, 1.0, 0.0);
+    let mut sim = AgentSim::start(&w, 10, 1.0, 0.0);
     let out = run(w
         .ops()
         .env("RANSOMEYE_FAILPOINT", "rotate-config-write-fails")
@@ -509,7 +246,7 @@ fn a_crash_at_each_step_leaves_one_active_key_and_resume_finishes() {
         "rotate-after-promote",
         "rotate-after-abort-publish",
     ] {
-        let w = World::initialised();
+        let w = World::initialised(BIN);
         let (version, ..) = config_trust(&w);
         // All agents ack, except at the abort crash point, where none do.
         let ack = if point == "rotate-after-abort-publish" {
@@ -517,7 +254,7 @@ fn a_crash_at_each_step_leaves_one_active_key_and_resume_finishes() {
         } else {
             1.0
         };
-        let _sim = Sim::start(&w, 5, ack, 0.0);
+        let _sim = AgentSim::start(&w, 5, ack, 0.0);
         let timeout = if ack == 0.0 { "1" } else { "30" };
         let crashed = run(w.ops().env("RANSOMEYE_FAILPOINT", point).args([
             "rotate-keys",
@@ -562,8 +299,8 @@ fn a_crash_at_each_step_leaves_one_active_key_and_resume_finishes() {
 
 #[test]
 fn an_unfinished_rotation_blocks_a_new_one_until_resumed() {
-    let w = World::initialised();
-    let _sim = Sim::start(&w, 5, 1.0, 0.0);
+    let w = World::initialised(BIN);
+    let _sim = AgentSim::start(&w, 5, 1.0, 0.0);
     let crashed = run(w
         .ops()
         .env("RANSOMEYE_FAILPOINT", "rotate-after-publish")
@@ -583,9 +320,9 @@ fn an_unfinished_rotation_blocks_a_new_one_until_resumed() {
 
 #[test]
 fn rollback_needs_yes_and_returns_to_the_previous_key_as_a_new_version() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let (version, old_id, old_public) = config_trust(&w);
-    let _sim = Sim::start(&w, 5, 1.0, 0.0);
+    let _sim = AgentSim::start(&w, 5, 1.0, 0.0);
     rotate(&w, &["--rollback", "--yes"])
         .expect_code(66)
         .stderr_has("nothing to roll back to");
@@ -606,16 +343,8 @@ fn rollback_needs_yes_and_returns_to_the_previous_key_as_a_new_version() {
 
 #[test]
 fn a_second_rotation_waits_for_the_first() {
-    let w = World::initialised();
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(w.path("keys/.rotate-keys.lock"))
-        .expect("lock file");
-    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| e)
-        .expect("flock");
+    let w = World::initialised(BIN);
+    let _held = hold_flock(&w.path("keys/.rotate-keys.lock"));
     rotate(&w, &[])
         .expect_code(75)
         .stderr_has("another key rotation is running");
@@ -623,9 +352,9 @@ fn a_second_rotation_waits_for_the_first() {
 
 #[test]
 fn backups_signed_before_a_rotation_still_verify() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     run(w.ops().arg("backup")).expect_code(0);
-    let _sim = Sim::start(&w, 5, 1.0, 0.0);
+    let _sim = AgentSim::start(&w, 5, 1.0, 0.0);
     rotate(&w, &["--timeout", "30"]).expect_code(0);
     run(w.ops().args(["verify", "--all"])).expect_code(0);
     run(w.ops().arg("backup")).expect_code(0);
@@ -639,10 +368,10 @@ fn backups_signed_before_a_rotation_still_verify() {
 
 #[test]
 fn resume_keeps_the_quorum_the_rotation_started_with() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let before = trust_files(&w);
     // 18 of 20 ack: enough for the default 0.8, not for the 0.95 this rotation asks for.
-    let _sim = Sim::start(&w, 20, 0.9, 0.0);
+    let _sim = AgentSim::start(&w, 20, 0.9, 0.0);
     let crashed = run(w
         .ops()
         .env("RANSOMEYE_FAILPOINT", "rotate-after-publish")
@@ -657,7 +386,7 @@ fn resume_keeps_the_quorum_the_rotation_started_with() {
 
 #[test]
 fn temp_files_of_a_killed_rotation_are_removed_by_the_next_run() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let leftovers = [
         w.path("keys/.signing.key.next.tmp-abc123"),
         w.path("keys/.rotation-journal.json.tmp-abc123"),
@@ -666,7 +395,7 @@ fn temp_files_of_a_killed_rotation_are_removed_by_the_next_run() {
     for file in &leftovers {
         std::fs::write(file, b"half written").expect("leftover");
     }
-    let _sim = Sim::start(&w, 3, 1.0, 0.0);
+    let _sim = AgentSim::start(&w, 3, 1.0, 0.0);
     rotate(&w, &["--timeout", "30"]).expect_code(0);
     for file in &leftovers {
         assert!(!file.exists(), "{} left", file.display());
@@ -675,24 +404,17 @@ fn temp_files_of_a_killed_rotation_are_removed_by_the_next_run() {
 
 #[test]
 fn a_read_only_configuration_directory_is_refused_before_anything_is_generated() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     let ro = w.path("ro-etc");
     std::fs::create_dir(&ro).expect("mkdir");
-    let _disk = common::SmallDisk::mount(&ro, "64k");
+    let disk = Mount::tmpfs(&ro, "64k");
     let config = ro.join("kernel.toml");
     std::fs::copy(&w.config, &config).expect("copy config");
-    let status = Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(&ro)
-        .status()
-        .expect("remount");
-    assert!(status.success(), "remount read-only failed");
+    disk.remount_read_only();
     let before = trust_files(&w);
-    let out = run(Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .args(["rotate-keys", "--timeout", "5"])
-        .env_remove("RANSOMEYE_CONFIG"));
+    let out = run(w
+        .ops_with_config(&config)
+        .args(["rotate-keys", "--timeout", "5"]));
     out.expect_code(74)
         .stderr_has("is not writable")
         .stderr_has("nothing was generated or published");
@@ -704,10 +426,10 @@ fn a_read_only_configuration_directory_is_refused_before_anything_is_generated()
 /// configuration, archive, backups) changed in bytes, mode or owner.
 #[track_caller]
 fn dry(w: &World, args: &[&str]) -> common::Run {
-    let before = tree(w.dir.path());
+    let before = files(w.dir.path());
     let out = rotate(w, args);
     assert_eq!(
-        tree(w.dir.path()),
+        files(w.dir.path()),
         before,
         "rotate-keys {args:?} changed files\n{}",
         out.stderr
@@ -732,7 +454,7 @@ fn would(out: &common::Run) -> String {
 fn dry_runs_change_nothing_and_say_what_they_would_finish_or_clean() {
     let bus = OwnBus::start();
     let w = world_on(&bus);
-    let mut sim = Sim::start_on(&w, &bus.url(), 5, 1.0, 0.0);
+    let mut sim = AgentSim::start_on(&w, &bus.url(), 5, 1.0, 0.0);
 
     // A fresh bus: the dry run does not create the trust stream, it says it would.
     let out = dry(&w, &["--dry-run"]);
@@ -838,7 +560,8 @@ fn dry_runs_change_nothing_and_say_what_they_would_finish_or_clean() {
 
 #[test]
 fn a_rotation_changes_only_the_trust_values_of_a_commented_configuration() {
-    let w = World::initialised();
+    require_root("gives the configuration another owner");
+    let w = World::initialised(BIN);
     let (version, id, public) = config_trust(&w);
     // The operator's own layout: comments everywhere, blank lines, another key order, single
     // quotes, trailing comments on the values rotate-keys changes.
@@ -868,7 +591,7 @@ fn a_rotation_changes_only_the_trust_values_of_a_commented_configuration() {
     std::fs::set_permissions(&w.config, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     std::os::unix::fs::chown(&w.config, Some(0), Some(65534)).expect("chown");
 
-    let _sim = Sim::start(&w, 3, 1.0, 0.0);
+    let _sim = AgentSim::start(&w, 3, 1.0, 0.0);
     rotate(&w, &["--timeout", "30"]).expect_code(0);
 
     let (new_version, new_id, new_public) = config_trust(&w);
@@ -905,25 +628,18 @@ fn an_abort_the_bus_did_not_take_is_journaled_shown_and_published_by_resume() {
     let w = world_on(&bus);
     let before = trust_files(&w);
     // Nobody acks: the rotation aborts when --timeout ends, with the bus gone by then.
-    let mut sim = Sim::start_on(&w, &bus.url(), 5, 0.0, 0.0);
+    let mut sim = AgentSim::start_on(&w, &bus.url(), 5, 0.0, 0.0);
     let started = Instant::now();
-    let child = w
-        .ops()
-        .args(["--json", "rotate-keys", "--timeout", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rotate-keys");
+    let child = spawn(w.ops().args(["--json", "rotate-keys", "--timeout", "4"]));
     let line = sim.wait_for(|l| l.starts_with("update rotation="));
     let published = Instant::now();
     let rotation = field(&line, "rotation");
     bus.kill();
-    let out = child.wait_with_output().expect("rotate-keys");
+    let out = finish(child);
     let elapsed = published.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(75), "{stderr}");
-    assert!(stderr.contains("TrustAbort was not published"), "{stderr}");
-    assert!(stderr.contains("--resume"), "{stderr}");
+    out.expect_code(75)
+        .stderr_has("TrustAbort was not published")
+        .stderr_has("--resume");
     // From the publication: --timeout plus the 5 s bound on publishing the outcome (and 1.5 s
     // for the journal and the process to end on a loaded machine).
     assert!(
@@ -1023,8 +739,8 @@ fn agents_back_during_a_rotation_take_part_and_junk_in_the_stream_changes_nothin
     let (version, ..) = config_trust(&w);
     // A is online throughout; B is offline since before the first rotation and catches up from
     // the stream when it comes back.
-    let mut a = Sim::start_on(&w, &bus.url(), 5, 1.0, 0.0);
-    let mut b = Sim::start_held(&w, &bus.url(), 5, &["--catch-up"]);
+    let mut a = AgentSim::start_on(&w, &bus.url(), 5, 1.0, 0.0);
+    let mut b = AgentSim::start_held(&w, &bus.url(), 5, &["--catch-up"]);
     // First rotation: A's five acks suffice (strictly more than 0.3 of 10).
     rotate(&w, &["--timeout", "30", "--quorum", "0.3"]).expect_code(0);
 
@@ -1046,14 +762,8 @@ fn agents_back_during_a_rotation_take_part_and_junk_in_the_stream_changes_nothin
 
     // C comes online only after the second rotation's update was published, without
     // catch-up: only the operator's re-publication can reach it.
-    let mut c = Sim::start_held(&w, &bus.url(), 5, &[]);
-    let rotating = w
-        .ops()
-        .args(["--json", "rotate-keys", "--timeout", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rotate-keys");
+    let mut c = AgentSim::start_held(&w, &bus.url(), 5, &[]);
+    let rotating = spawn(w.ops().args(["--json", "rotate-keys", "--timeout", "30"]));
     let second = version + 2;
     let line = a.wait_for(|l| {
         l.starts_with("update rotation=")
@@ -1087,14 +797,9 @@ fn agents_back_during_a_rotation_take_part_and_junk_in_the_stream_changes_nothin
         "{caught}"
     );
 
-    let out = rotating.wait_with_output().expect("rotate-keys");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+    let out = finish(rotating);
+    out.expect_code(0);
+    let report = out.json();
     assert_eq!(report["rotation_id"], rotation.as_str());
     assert_eq!(report["active"], 15);
     assert!(report["acked"].as_u64().expect("acked") >= 13, "{report}");

@@ -8,44 +8,17 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run, Run, TestDb, World};
+use common::{backends_of, finish, run, spawn, Run, SilentServer, World, BIN};
 
 /// Seconds the commands may wait for the database in these tests.
 const LIMIT_SECS: u64 = 2;
 /// How much longer than the limit a command may take to give up and exit (start-up, the
 /// connection's own set-up, pg tools probing their versions, a loaded CI machine).
 const SLACK: Duration = Duration::from_secs(20);
-
-/// A TCP listener that accepts every connection and never answers, for the life of the guard.
-struct SilentServer {
-    port: u16,
-}
-
-impl SilentServer {
-    fn start() -> SilentServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => held.push(s),
-                    Err(_) => break,
-                }
-            }
-        });
-        SilentServer { port }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/ransomeye", self.port)
-    }
-}
 
 /// The world's configuration with short database timeouts.
 fn with_short_timeouts(w: &World) {
@@ -74,7 +47,7 @@ fn gave_up(what: &str, out: &Run, took: Duration, waited_for: &str) {
 
 #[test]
 fn every_command_gives_up_on_a_listener_that_never_answers() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     with_short_timeouts(&w);
     let silent = SilentServer::start();
     // drill needs a backup to start from; make it while the database still answers.
@@ -95,11 +68,7 @@ fn every_command_gives_up_on_a_listener_that_never_answers() {
         gave_up(&args.join(" "), &out, start.elapsed(), "connecting");
     }
     // restore: the target is the silent one.
-    let name = w
-        .list("backups")
-        .into_iter()
-        .find_map(|n| n.strip_suffix(".manifest.json").map(str::to_string))
-        .expect("a backup");
+    let name = w.backups().into_iter().next().expect("a backup");
     let start = Instant::now();
     let out = run(w
         .ops()
@@ -111,18 +80,15 @@ fn every_command_gives_up_on_a_listener_that_never_answers() {
 /// and returns how it ended and how long it took after the stop.
 fn stop_backend_after_connect(w: &World, args: &[&str]) -> (Run, Duration) {
     let pause = tempfile::tempdir().expect("tempdir");
-    let child = w
-        .ops()
-        .args(args)
-        .env("RANSOMEYE_HOLD", "db-connected")
-        .env("RANSOMEYE_HOLD_DIR", pause.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = spawn(
+        w.ops()
+            .args(args)
+            .env("RANSOMEYE_HOLD", "db-connected")
+            .env("RANSOMEYE_HOLD_DIR", pause.path()),
+    );
     let reached = pause.path().join("db-connected.reached");
     wait_for(&reached, Duration::from_secs(60));
-    let backends = backends_of(w.db(), &child);
+    let backends = backends_of(w.db(), child.id());
     assert!(
         !backends.is_empty(),
         "the command's backend is in pg_stat_activity"
@@ -130,16 +96,8 @@ fn stop_backend_after_connect(w: &World, args: &[&str]) -> (Run, Duration) {
     let _stopped: Vec<Stopped> = backends.into_iter().map(Stopped::new).collect();
     std::fs::write(pause.path().join("db-connected.go"), b"").expect("release");
     let start = Instant::now();
-    let out = child.wait_with_output().expect("wait");
-    let took = start.elapsed();
-    (
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        },
-        took,
-    )
+    let out = finish(child);
+    (out, start.elapsed())
 }
 
 /// Waits until `path` exists: the run announces its pause point there.
@@ -149,19 +107,6 @@ fn wait_for(path: &Path, limit: Duration) {
         assert!(start.elapsed() < limit, "{} never appeared", path.display());
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The backends serving `child` (its `application_name` ends in `pid <its pid>`).
-fn backends_of(db: &TestDb, child: &Child) -> Vec<i32> {
-    let pids = db.text(&format!(
-        "select coalesce(string_agg(pid::text, ','), '') from pg_stat_activity \
-         where application_name like 'ransomeye-ops % pid {}'",
-        child.id()
-    ));
-    pids.split(',')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse().expect("pid"))
-        .collect()
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to a process with kill(1).
@@ -191,7 +136,7 @@ impl Drop for Stopped {
 
 #[test]
 fn archive_gives_up_when_its_backend_stops_answering() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     with_short_timeouts(&w);
     w.db().execute(
         "insert into audit_logs (created_at, actor, action, target) \
@@ -208,7 +153,7 @@ fn archive_gives_up_when_its_backend_stops_answering() {
 
 #[test]
 fn backup_gives_up_when_its_backend_stops_answering() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     with_short_timeouts(&w);
     let (out, took) = stop_backend_after_connect(&w, &["backup"]);
     gave_up("backup", &out, took, "while");
@@ -223,7 +168,7 @@ fn backup_gives_up_when_its_backend_stops_answering() {
 
 #[test]
 fn drill_gives_up_when_its_backend_stops_answering() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     run(w.ops().arg("backup")).expect_code(0);
     with_short_timeouts(&w);
     let (out, took) = stop_backend_after_connect(&w, &["drill"]);
@@ -232,7 +177,7 @@ fn drill_gives_up_when_its_backend_stops_answering() {
 
 #[test]
 fn rotate_keys_gives_up_when_its_backend_stops_answering() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     with_short_timeouts(&w);
     let signing = std::fs::read(w.path("keys/signing.key")).expect("signing key");
     let (out, took) = stop_backend_after_connect(&w, &["rotate-keys"]);
@@ -246,7 +191,7 @@ fn rotate_keys_gives_up_when_its_backend_stops_answering() {
 
 #[test]
 fn a_zero_timeout_is_a_configuration_error() {
-    let w = World::initialised();
+    let w = World::initialised(BIN);
     w.edit_config(|text| text.replacen("[database]\n", "[database]\nanswer_timeout_secs = 0\n", 1));
     run(w.ops().arg("archive"))
         .expect_code(78)

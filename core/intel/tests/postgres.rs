@@ -1,15 +1,13 @@
 //! Export, digest, check and import against a real PostgreSQL (`DATABASE_URL`), one scratch database
 //! per test.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{graph_sql, TestDb};
 use ransomeye_intel::{
     check, digest, export, import, GraphDigest, IntelError, Problem, RecordKind,
 };
+use ransomeye_testkit::{repo_root, TestDb};
 use sqlx::{Connection, PgConnection};
 
 /// The graph of the worked example in docs/FORMAT.md, written with other key orders, number forms,
@@ -45,8 +43,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn export_of_the_format_example_is_byte_exact_and_checks_with_the_same_digest() {
-    let db = TestDb::new().await;
-    db.execute(EXAMPLE_SQL).await;
+    let db = TestDb::new();
+    db.execute(EXAMPLE_SQL);
     let mut conn = db.connect().await;
     let (bytes, d) = export_bytes(&mut conn).await;
     assert_eq!(
@@ -68,8 +66,8 @@ async fn export_of_the_format_example_is_byte_exact_and_checks_with_the_same_dig
 
 #[tokio::test]
 async fn a_larger_graph_exports_checks_and_digests_alike() {
-    let db = TestDb::new().await;
-    db.execute(&graph_sql(3_000, 9_000)).await;
+    let db = TestDb::new();
+    db.execute(&graph_sql(3_000, 9_000));
     let mut conn = db.connect().await;
     let (bytes, d) = export_bytes(&mut conn).await;
     assert_eq!((d.nodes, d.edges), (3_000, 9_000));
@@ -80,11 +78,11 @@ async fn a_larger_graph_exports_checks_and_digests_alike() {
 
 #[tokio::test]
 async fn import_into_an_empty_database_reproduces_the_export_and_moves_the_sequences() {
-    let source = TestDb::new().await;
-    source.execute(&graph_sql(2_000, 6_000)).await;
+    let source = TestDb::new();
+    source.execute(&graph_sql(2_000, 6_000));
     let (bytes, d) = export_bytes(&mut source.connect().await).await;
 
-    let target = TestDb::new().await;
+    let target = TestDb::new();
     let mut conn = target.connect().await;
     let imported = import(&mut conn, bytes.as_slice()).await.expect("import");
     assert_eq!(imported, d);
@@ -93,29 +91,24 @@ async fn import_into_an_empty_database_reproduces_the_export_and_moves_the_seque
     assert!(again == bytes, "re-export differs from the imported export");
     // The next generated ids follow the imported ones.
     assert_eq!(
-        target
-            .int("insert into intel_nodes (kind, value) values ('host', 'new') returning id")
-            .await,
+        target.int("insert into intel_nodes (kind, value) values ('host', 'new') returning id"),
         2_001
     );
     assert_eq!(
         target
-            .int("insert into intel_edges (source_id, target_id, kind) values (1, 2, 'uses') returning id")
-            .await,
+            .int("insert into intel_edges (source_id, target_id, kind) values (1, 2, 'uses') returning id"),
         6_001
     );
 }
 
 #[tokio::test]
 async fn import_refuses_tables_that_are_not_empty_and_changes_nothing() {
-    let source = TestDb::new().await;
-    source.execute(EXAMPLE_SQL).await;
+    let source = TestDb::new();
+    source.execute(EXAMPLE_SQL);
     let (bytes, _) = export_bytes(&mut source.connect().await).await;
 
-    let target = TestDb::new().await;
-    target
-        .execute("insert into intel_nodes (id, kind, value) values (42, 'host', 'already here')")
-        .await;
+    let target = TestDb::new();
+    target.execute("insert into intel_nodes (id, kind, value) values (42, 'host', 'already here')");
     let err = import(&mut target.connect().await, bytes.as_slice())
         .await
         .expect_err("non-empty tables must be refused");
@@ -133,18 +126,16 @@ async fn import_refuses_tables_that_are_not_empty_and_changes_nothing() {
         "intel_nodes is not empty: import only fills empty intel tables"
     );
     assert_eq!(
-        target
-            .text("select string_agg(id || ':' || value, ',') from intel_nodes")
-            .await,
+        target.text("select string_agg(id || ':' || value, ',') from intel_nodes"),
         "42:already here"
     );
-    assert_eq!(target.int("select count(*) from intel_edges").await, 0);
+    assert_eq!(target.int("select count(*) from intel_edges"), 0);
 }
 
 #[tokio::test]
 async fn import_of_a_broken_export_imports_nothing_not_even_the_nodes_before_the_problem() {
-    let source = TestDb::new().await;
-    source.execute(&graph_sql(500, 1_500)).await;
+    let source = TestDb::new();
+    source.execute(&graph_sql(500, 1_500));
     let (bytes, _) = export_bytes(&mut source.connect().await).await;
     let text = String::from_utf8(bytes).expect("utf-8");
     let mut lines: Vec<String> = text.lines().map(|l| format!("{l}\n")).collect();
@@ -157,7 +148,7 @@ async fn import_of_a_broken_export_imports_nothing_not_even_the_nodes_before_the
     // And a copy cut at a line boundary before the end record.
     let truncated = text[..text.len() - text.lines().last().expect("end").len() - 1].to_string();
 
-    let target = TestDb::new().await;
+    let target = TestDb::new();
     let mut conn = target.connect().await;
     let err = import(&mut conn, dangling.as_bytes())
         .await
@@ -187,8 +178,8 @@ async fn import_of_a_broken_export_imports_nothing_not_even_the_nodes_before_the
         "{err:?}"
     );
 
-    assert_eq!(target.int("select count(*) from intel_nodes").await, 0);
-    assert_eq!(target.int("select count(*) from intel_edges").await, 0);
+    assert_eq!(target.int("select count(*) from intel_nodes"), 0);
+    assert_eq!(target.int("select count(*) from intel_edges"), 0);
     // The connection is still usable, and a good import still works after the failed ones.
     let good = import(&mut conn, text.as_bytes())
         .await
@@ -198,8 +189,8 @@ async fn import_of_a_broken_export_imports_nothing_not_even_the_nodes_before_the
 
 #[tokio::test]
 async fn export_does_not_depend_on_session_settings() {
-    let db = TestDb::new().await;
-    db.execute(&graph_sql(300, 900)).await;
+    let db = TestDb::new();
+    db.execute(&graph_sql(300, 900));
     let mut conn = db.connect().await;
     let (reference, _) = export_bytes(&mut conn).await;
     for settings in [
@@ -237,20 +228,18 @@ async fn export_does_not_depend_on_insertion_or_physical_order() {
             "from generate_series(1, 1200) as g (i) order by md5(i::text);",
         );
     assert_eq!(reordered.matches("order by").count(), 2);
-    let ascending = TestDb::new().await;
-    ascending.execute(&graph).await;
-    let shuffled = TestDb::new().await;
-    shuffled.execute(&reordered).await;
-    shuffled
-        .execute(
-            "update intel_nodes set value = value where id % 3 = 0; \
+    let ascending = TestDb::new();
+    ascending.execute(&graph);
+    let shuffled = TestDb::new();
+    shuffled.execute(&reordered);
+    shuffled.execute(
+        "update intel_nodes set value = value where id % 3 = 0; \
              update intel_edges set kind = kind where id % 2 = 0",
-        )
-        .await;
+    );
     let physical = "select string_agg(id::text, ',') from (select id from intel_nodes limit 20) s";
     assert_ne!(
-        ascending.text(physical).await,
-        shuffled.text(physical).await,
+        ascending.text(physical),
+        shuffled.text(physical),
         "the two databases store their rows in different orders"
     );
     let a = export_bytes(&mut ascending.connect().await).await;
@@ -261,8 +250,8 @@ async fn export_does_not_depend_on_insertion_or_physical_order() {
 
 #[tokio::test]
 async fn repeatable_read_export_does_not_see_rows_committed_after_its_snapshot() {
-    let db = TestDb::new().await;
-    db.execute(&graph_sql(200, 600)).await;
+    let db = TestDb::new();
+    db.execute(&graph_sql(200, 600));
     let mut writer = db.connect().await;
     let before = digest(&mut writer).await.expect("digest");
 
@@ -297,8 +286,8 @@ async fn repeatable_read_export_does_not_see_rows_committed_after_its_snapshot()
 
 #[tokio::test]
 async fn export_refuses_a_read_committed_transaction_before_writing_anything() {
-    let db = TestDb::new().await;
-    db.execute(EXAMPLE_SQL).await;
+    let db = TestDb::new();
+    db.execute(EXAMPLE_SQL);
     let mut conn = db.connect().await;
     let mut tx = conn.begin().await.expect("begin");
     let mut out = Vec::new();
@@ -314,7 +303,7 @@ async fn export_refuses_a_read_committed_transaction_before_writing_anything() {
 
 #[tokio::test]
 async fn numbers_and_strings_survive_export_and_import_exactly() {
-    let source = TestDb::new().await;
+    let source = TestDb::new();
     source
         .execute(
             r#"insert into intel_nodes (id, kind, value, properties, created_at) values
@@ -323,8 +312,7 @@ async fn numbers_and_strings_survive_export_and_import_exactly() {
                   "neg0": -0.0, "exp": 1.5E+3, "f64": 0.1000000000000000055511151231257827,
                   "s": "tab\t \u00e9 \ud83e\udd8a \" \\ \/ \u001f", "deep": [[[{"b": [], "a": {}}]]]}',
                 '2026-01-01 00:00:00+00')"#,
-        )
-        .await;
+        );
     let (bytes, d) = export_bytes(&mut source.connect().await).await;
     let text = String::from_utf8(bytes.clone()).expect("utf-8");
     for expected in [
@@ -340,7 +328,7 @@ async fn numbers_and_strings_survive_export_and_import_exactly() {
     ] {
         assert!(text.contains(expected), "{expected} not in {text}");
     }
-    let target = TestDb::new().await;
+    let target = TestDb::new();
     assert_eq!(
         import(&mut target.connect().await, bytes.as_slice())
             .await
@@ -348,12 +336,12 @@ async fn numbers_and_strings_survive_export_and_import_exactly() {
         d
     );
     let q = "select value || ' ' || properties::text from intel_nodes";
-    assert_eq!(source.text(q).await, target.text(q).await);
+    assert_eq!(source.text(q), target.text(q));
 }
 
 #[tokio::test]
 async fn properties_canonicalise_like_postgresql_jsonb_then_sorted() {
-    let db = TestDb::new().await;
+    let db = TestDb::new();
     let mut conn = db.connect().await;
     for input in [
         r#"{"b": 1, "a": 2, "b": 3}"#,
@@ -383,11 +371,10 @@ async fn rows_the_format_cannot_hold_fail_the_export_naming_the_row() {
         ("10000-01-01 00:00:00+00", 8),
         ("0044-03-15 00:00:00+00 BC", 9),
     ] {
-        let db = TestDb::new().await;
+        let db = TestDb::new();
         db.execute(&format!(
             "insert into intel_nodes (id, kind, value, created_at) values (1, 'k', 'v', now()), ({id}, 'k', 'v', '{when}')"
-        ))
-        .await;
+        ));
         let err = digest(&mut db.connect().await).await.expect_err(when);
         assert!(
             matches!(err, IntelError::Unexportable { record: RecordKind::Node, id: got, .. } if got == id),
@@ -404,15 +391,15 @@ async fn rows_the_format_cannot_hold_fail_the_export_naming_the_row() {
 
 #[tokio::test]
 async fn seed_script_is_deterministic_keeps_the_schema_and_resets_the_sequences() {
-    let script = common::repo_root().join("scripts/sql/seed-intel.sql");
+    let script = repo_root().join("scripts/sql/seed-intel.sql");
     let schema_objects = "select string_agg(conname, ',' order by conname) from pg_constraint \
                           where conrelid = 'intel_edges'::regclass";
     let indexes = "select string_agg(indexdef, ',' order by indexdef) from pg_indexes where tablename = 'intel_edges'";
     let mut digests = Vec::new();
     for _ in 0..2 {
-        let db = TestDb::new().await;
-        let constraints_before = db.text(schema_objects).await;
-        let indexes_before = db.text(indexes).await;
+        let db = TestDb::new();
+        let constraints_before = db.text(schema_objects);
+        let indexes_before = db.text(indexes);
         let out = Command::new("psql")
             .args(["-X", "-q", "-v", "nodes=2000", "-v", "edges=6000", "-f"])
             .arg(&script)
@@ -426,14 +413,13 @@ async fn seed_script_is_deterministic_keeps_the_schema_and_resets_the_sequences(
             "psql failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(db.text(schema_objects).await, constraints_before);
-        assert_eq!(db.text(indexes).await, indexes_before);
+        assert_eq!(db.text(schema_objects), constraints_before);
+        assert_eq!(db.text(indexes), indexes_before);
         assert_eq!(
-            db.int("insert into intel_nodes (kind, value) values ('host', 'n') returning id")
-                .await,
+            db.int("insert into intel_nodes (kind, value) values ('host', 'n') returning id"),
             2_001
         );
-        db.execute("delete from intel_nodes where id = 2001").await;
+        db.execute("delete from intel_nodes where id = 2001");
         let mut conn = db.connect().await;
         let (bytes, d) = export_bytes(&mut conn).await;
         assert_eq!((d.nodes, d.edges), (2_000, 6_000));
@@ -446,7 +432,7 @@ async fn seed_script_is_deterministic_keeps_the_schema_and_resets_the_sequences(
 
 #[tokio::test]
 async fn timestamps_render_like_postgresql_to_char_in_utc_across_the_calendar() {
-    let db = TestDb::new().await;
+    let db = TestDb::new();
     db.execute(
         "insert into intel_nodes (id, kind, value, created_at)
          select i, 't', 'v', to_timestamp(-62135596800 + i * 12345.678901 * 1000 + (i % 7) * 0.000001)
@@ -456,8 +442,7 @@ async fn timestamps_render_like_postgresql_to_char_in_utc_across_the_calendar() 
            (100003, 't', 'v', '1600-02-29 12:00:00+00'), (100004, 't', 'v', '0004-02-29 00:00:00+00'),
            (100005, 't', 'v', '9999-12-31 23:59:59.999999+00'), (100006, 't', 'v', '0001-01-01 00:00:00+00'),
            (100007, 't', 'v', '1999-12-31 23:59:59.999999+00'), (100008, 't', 'v', '1969-12-31 23:59:59.5+00')",
-    )
-    .await;
+    );
     let mut conn = db.connect().await;
     let (bytes, d) = export_bytes(&mut conn).await;
     assert_eq!(d.nodes, 24_009);
@@ -480,4 +465,30 @@ async fn timestamps_render_like_postgresql_to_char_in_utc_across_the_calendar() 
         }
     }
     assert_eq!(compared, expected.len());
+}
+
+/// Inserts a synthetic graph of `nodes` nodes and `edges` edges (ids 1..=n, every edge between
+/// existing nodes) with varied properties: nested objects, arrays, non-ASCII, escapes, decimals with
+/// trailing zeros, large numbers.
+pub fn graph_sql(nodes: i64, edges: i64) -> String {
+    format!(
+        r#"
+insert into intel_nodes (id, kind, value, properties, created_at)
+select i,
+       (array['ipv4-addr', 'domain-name', 'file-sha256', 'campaign', 'malware', 'host'])[1 + i % 6],
+       case when i % 9 = 0 then 'Opération «Fantôme» ' || i || E'\t"quoted"\\' else 'value-' || i end,
+       jsonb_build_object('confidence', round((i % 101) / 100.0, 2), 'source', 'feed-' || (i % 7),
+                          'tags', jsonb_build_array('ransomware', '初始访问', i % 3),
+                          'nested', jsonb_build_object('z', i, 'a', null, 'é', true, 'big', 12345678901234567890.50))
+         || case when i % 5 = 0 then jsonb_build_object('note', E'line\nbreak \u2028 \U0001F98A') else '{{}}' end,
+       timestamptz '2026-01-01 00:00:00+00' + i * interval '1.000001 seconds'
+from generate_series(1, {nodes}) as g (i);
+insert into intel_edges (id, source_id, target_id, kind, properties, created_at)
+select i, 1 + (i::bigint * 7919) % {nodes}, 1 + (i::bigint * 104729) % {nodes},
+       (array['indicates', 'uses', 'attributed-to', 'communicates-with'])[1 + i % 4],
+       jsonb_build_object('weight', i % 10, 'ratio', -(i % 13) / 8.0),
+       timestamptz '2026-02-01 00:00:00+00' + i * interval '0.25 seconds'
+from generate_series(1, {edges}) as g (i);
+"#
+    )
 }
