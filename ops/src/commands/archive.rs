@@ -92,6 +92,10 @@ struct RunReport {
     file_bytes: u64,
     compression_ratio: Option<f64>,
     estimated_file_bytes: Option<u64>,
+    /// Dry run: bytes free on the archive dir's filesystem, and whether the estimated file fits
+    /// (when it does not, the run would fail with exit 74; the dry run itself exits 0).
+    free_bytes: Option<u64>,
+    space_ok: Option<bool>,
     /// Interrupted archives completed (in a dry run: that the run would complete).
     recovered: Vec<PathBuf>,
     /// Temp files of interrupted runs removed (in a dry run: that the run would remove).
@@ -168,7 +172,8 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
         let cutoff = cutoff(&mut conn, job.days).await?;
         report.cutoff = cutoff.clone();
         if opts.dry_run {
-            return estimate(&mut conn, &job, &shape, &cutoff, &pending_ids, &mut report).await;
+            estimate(&mut conn, &job, &shape, &cutoff, &pending_ids, &mut report).await?;
+            return space_for_estimate(&job.dir, &mut report);
         }
 
         let phase = Instant::now();
@@ -257,6 +262,19 @@ async fn utc_session(conn: &mut PgConnection) -> Result<(), OpsError> {
     Ok(())
 }
 
+/// Dry run: whether the archive dir's filesystem has room for the estimated file, so that a
+/// run that would end in "no space left" (exit 74) is seen before it starts.
+fn space_for_estimate(dir: &std::path::Path, report: &mut RunReport) -> Result<(), OpsError> {
+    let free = crate::dirs::free_bytes(dir, "[archive] dir")?;
+    report.free_bytes = Some(free);
+    report.space_ok = Some(
+        report
+            .estimated_file_bytes
+            .is_none_or(|needed| needed <= free),
+    );
+    Ok(())
+}
+
 /// Step 1: one run per table: the lock file in the archive dir, then the database lock.
 ///
 /// A dry run takes only the database lock (every run of the table holds it, whatever its
@@ -333,6 +351,13 @@ fn print_report(ctx: &Context, r: &RunReport) -> Result<(), OpsError> {
                 p.export, p.verify, p.prune, r.prune_transactions, r.prune_rest_ms, p.vacuum, r.duration_ms
             );
         }
+    }
+    if dry_run && r.space_ok == Some(false) {
+        println!(
+            "the run would fail with exit 74: [archive] dir has {} bytes free, the archive needs about {}",
+            r.free_bytes.unwrap_or(0),
+            r.estimated_file_bytes.unwrap_or(0)
+        );
     }
     Ok(())
 }

@@ -300,10 +300,17 @@ pub(super) fn verify(ctx: &Context, file: Option<&Path>, all: bool) -> Result<()
         .filter(|r| !r.ok)
         .map(|r| r.file.display().to_string())
         .collect();
+    if all && results.is_empty() {
+        // Monitoring that runs `verify --all` must not read "nothing checked" as "all good".
+        return Err(OpsError::new(
+            Exit::NoInput,
+            format!("no archives to verify in {}", config.archive.dir.display()),
+        )
+        .hint(
+            "check [archive] dir in the configuration, and that `ransomeye-ops archive` has run",
+        ));
+    }
     if failed.is_empty() {
-        if results.is_empty() && !ctx.json {
-            println!("no archives to verify");
-        }
         Ok(())
     } else {
         Err(OpsError::new(
