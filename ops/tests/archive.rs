@@ -148,13 +148,7 @@ fn dry_run_reports_and_changes_nothing() {
 #[test]
 fn dry_run_says_when_the_archive_dir_lacks_the_space_and_still_changes_nothing() {
     let w = World::initialised();
-    // Incompressible details, so the estimated archive cannot fit in 64 KiB.
-    w.db().execute(
-        "insert into audit_logs (created_at, actor, details) \
-         select now() - interval '40 days' - g * interval '1 minute', 'u', \
-                jsonb_build_object('noise', md5(random()::text) || md5(random()::text) || md5(random()::text)) \
-         from generate_series(1, 3000) g",
-    );
+    seed_incompressible(&w);
     let _disk = SmallDisk::mount(&w.path("archive"), "64k");
     let report = dry_run_changing_nothing(&w);
     assert_eq!(report["space_ok"], false, "{report}");
@@ -516,16 +510,20 @@ fn bad_input_is_named_and_changes_nothing() {
     assert!(archives(&w).is_empty());
 }
 
-#[test]
-fn disk_full_exits_74_deletes_nothing_and_leaves_no_partial_file() {
-    let w = World::initialised();
-    // Incompressible details, so the archive cannot fit in 64 KiB.
+/// 3000 rows older than 40 days with incompressible details: their archive cannot fit in 64 KiB.
+fn seed_incompressible(w: &World) {
     w.db().execute(
         "insert into audit_logs (created_at, actor, details) \
          select now() - interval '40 days' - g * interval '1 minute', 'u', \
                 jsonb_build_object('noise', md5(random()::text) || md5(random()::text) || md5(random()::text)) \
          from generate_series(1, 3000) g",
     );
+}
+
+#[test]
+fn disk_full_exits_74_deletes_nothing_and_leaves_no_partial_file() {
+    let w = World::initialised();
+    seed_incompressible(&w);
     let before = table_digest(&w);
     let _disk = SmallDisk::mount(&w.path("archive"), "64k");
     let out = run(w.ops().args(["archive", "--days", "30"]));
