@@ -18,11 +18,11 @@ use crate::sealed::SealedWriter;
 use crate::utils::progress;
 
 /// Bytes of JSON Lines handed from the database reader to the encoder thread at a time.
-pub(super) const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 /// First and last row of an export, for the manifest.
 #[derive(Default)]
-pub(super) struct Bounds {
+struct Bounds {
     first: Option<Vec<u8>>,
     last: Vec<u8>,
 }
@@ -165,7 +165,7 @@ pub(super) async fn export(
     Ok(Some((path, manifest, versions)))
 }
 
-pub(super) fn next_archive_name(dir: &Path, date: &str) -> PathBuf {
+fn next_archive_name(dir: &Path, date: &str) -> PathBuf {
     (1u32..)
         .map(|n| match n {
             1 => dir.join(format!("logs_{date}.zst.enc")),
@@ -182,10 +182,7 @@ pub(super) fn file_name(path: &Path) -> String {
 }
 
 /// Primary key and time of one exported line.
-pub(super) fn row_bounds(
-    line: &[u8],
-    shape: &TableShape,
-) -> Result<(i64, Option<String>), OpsError> {
+fn row_bounds(line: &[u8], shape: &TableShape) -> Result<(i64, Option<String>), OpsError> {
     let value: serde_json::Value = serde_json::from_slice(line)
         .map_err(|e| OpsError::new(Exit::Software, format!("exported row is not JSON: {e}")))?;
     let id = value[&shape.primary_key]

@@ -61,13 +61,13 @@ pub(super) fn locate(file: &Path) -> Result<(PathBuf, Manifest), OpsError> {
 }
 
 /// How the operator resolves an orphan (README, `archive`).
-pub(super) const ORPHAN_HINT: &str = "an orphan is an archive data file without its manifest, or a manifest without its data file; \
+const ORPHAN_HINT: &str = "an orphan is an archive data file without its manifest, or a manifest without its data file; \
 archive runs never delete one. Put the missing half back from your copy, or move the orphan out of [archive] dir \
 once you know its rows are safe (see the README, `archive`)";
 
 /// What `archive list` shows of a manifest.
 #[derive(Debug, Serialize)]
-pub(super) struct ListInfo {
+struct ListInfo {
     table: String,
     state: State,
     rows: u64,
@@ -80,7 +80,7 @@ pub(super) struct ListInfo {
 }
 
 #[derive(Debug, Serialize)]
-pub(super) struct ListEntry {
+struct ListEntry {
     file: PathBuf,
     /// The manifest's facts (absent for a data file without its manifest).
     #[serde(flatten)]
@@ -194,7 +194,7 @@ pub(super) fn list(ctx: &Context) -> Result<(), OpsError> {
 }
 
 /// Exit 65 naming the orphans, if there are any.
-pub(super) fn orphan_error(dir: &Path, orphans: &[Orphan]) -> Result<(), OpsError> {
+fn orphan_error(dir: &Path, orphans: &[Orphan]) -> Result<(), OpsError> {
     if orphans.is_empty() {
         return Ok(());
     }
@@ -213,7 +213,7 @@ pub(super) fn orphan_error(dir: &Path, orphans: &[Orphan]) -> Result<(), OpsErro
 }
 
 #[derive(Debug, Serialize)]
-pub(super) struct VerifyEntry {
+struct VerifyEntry {
     file: PathBuf,
     ok: bool,
     error: Option<String>,

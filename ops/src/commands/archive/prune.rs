@@ -20,7 +20,7 @@ use crate::utils::progress;
 
 /// Runs of consecutive primary keys written by the same transaction (one `xmin`).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct VersionRuns {
+struct VersionRuns {
     lows: Vec<i64>,
     highs: Vec<i64>,
     xmins: Vec<i64>,
@@ -29,7 +29,7 @@ pub(super) struct VersionRuns {
 /// Splits `ids` (ascending) and their `xmins` into runs: `[1,2,3,5]` with `[7,7,8,8]` → `1..=2`
 /// at 7, `3..=3` at 8, `5..=5` at 8. Every id inside a run is in the batch, so deleting the run's
 /// range where `xmin` matches deletes exactly those rows in their exported versions.
-pub(super) fn version_runs(ids: &[i64], xmins: &[i64]) -> VersionRuns {
+fn version_runs(ids: &[i64], xmins: &[i64]) -> VersionRuns {
     let mut runs = VersionRuns::default();
     for (&id, &xmin) in ids.iter().zip(xmins) {
         match (runs.highs.last_mut(), runs.xmins.last()) {
@@ -45,7 +45,7 @@ pub(super) fn version_runs(ids: &[i64], xmins: &[i64]) -> VersionRuns {
 }
 
 /// Planner settings of the prune by version (see [`prune`]), reset when it ends.
-pub(super) const PRUNE_PLAN: [&str; 4] = [
+const PRUNE_PLAN: [&str; 4] = [
     "enable_hashjoin",
     "enable_mergejoin",
     "enable_seqscan",
@@ -57,7 +57,7 @@ pub(super) const PRUNE_PLAN: [&str; 4] = [
 /// commit waits for. Only a superuser may set it (or a role granted SET on it, which this does
 /// not look for: trying and failing would put an error in the server's log on every run); for
 /// anyone else the prune runs as it is. Returns whether it was set.
-pub(super) async fn compress_wal(conn: &mut PgConnection) -> Result<bool, OpsError> {
+async fn compress_wal(conn: &mut PgConnection) -> Result<bool, OpsError> {
     let method: Option<String> = sqlx::query_scalar(
         "select case when current_setting('is_superuser') <> 'on' then null \
                      when 'lz4' = any(enumvals) then 'lz4' else 'on' end \
@@ -79,7 +79,7 @@ pub(super) async fn compress_wal(conn: &mut PgConnection) -> Result<bool, OpsErr
 
 /// One batch of archived rows for the prune: their primary keys, and either the versions the
 /// export saw (`xmins`) or their archived lines (`docs`).
-pub(super) struct Batch {
+struct Batch {
     ids: Vec<i64>,
     xmins: Vec<i64>,
     docs: Vec<String>,

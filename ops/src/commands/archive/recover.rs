@@ -26,7 +26,7 @@ pub(super) struct Orphan {
 }
 
 pub(super) const NO_MANIFEST: &str = "a data file without its manifest";
-pub(super) const NO_DATA: &str = "a manifest without its data file";
+const NO_DATA: &str = "a manifest without its data file";
 
 /// The archive directory's files, by name.
 pub(super) struct DirScan {
@@ -225,7 +225,7 @@ pub(super) async fn finish_interrupted(
 
 /// Puts an interrupted run's complete temp file under its final name: fsync, link (which never
 /// replaces an existing file), fsync the directory, then remove the temp name.
-pub(super) fn adopt(temp: &Path, archive: &Path) -> Result<(), OpsError> {
+fn adopt(temp: &Path, archive: &Path) -> Result<(), OpsError> {
     std::fs::File::open(temp)
         .and_then(|f| f.sync_all())
         .map_err(PathError::at(FileAction::Sync, temp))?;

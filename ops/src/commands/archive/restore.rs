@@ -15,7 +15,7 @@ use crate::error::{Exit, OpsError};
 use crate::utils::{print_json, runtime};
 
 /// Rows per INSERT when restoring.
-pub(super) const RESTORE_BATCH: usize = 1000;
+const RESTORE_BATCH: usize = 1000;
 
 pub(super) fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
     let config = ctx.config()?;
