@@ -155,7 +155,9 @@ Example:
     /// interrupted one. SIGINT, SIGTERM or SIGHUP stop the run between prune batches (exit 75;
     /// the next run deletes the rest). A run removes only its own temp files; orphans (a data
     /// file without its manifest, or the reverse) are reported and kept. --dry-run changes
-    /// nothing: no lock file, nothing completed or removed. Nothing old enough: no file, exit 0.
+    /// nothing: no lock file, nothing completed or removed; it exits 0 and says when the
+    /// archive dir lacks the space for the estimated file (the run would then fail with 74).
+    /// Nothing old enough: no file, exit 0.
     ///
     /// Touches: rows of [archive] table older than the cutoff (deleted after archiving), files
     /// in [archive] dir. Subcommands list, verify, cat and restore inspect or bring back
@@ -581,7 +583,7 @@ Exit codes:
   64  usage error
   65  an archive or its manifest failed (each is named) or, with --all, an
       orphan is present
-  66  no such archive
+  66  no such archive, or with --all, no archive in [archive] dir
   73  archive dir missing
   77  key not available, or not root or ransomeye-admin
   78  configuration error

@@ -67,3 +67,18 @@ pub fn remove_temp_files(dir: &Path, prefix: &str) -> Result<(), OpsError> {
     }
     Ok(())
 }
+
+/// Bytes an unprivileged writer can still put on the filesystem holding `dir` (`statvfs`:
+/// available blocks times the fragment size), for the checks a dry run makes.
+pub fn free_bytes(dir: &Path, setting: &str) -> Result<u64, OpsError> {
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| {
+        OpsError::new(
+            Exit::Io,
+            format!(
+                "{setting} {}: cannot read the free space: {e}",
+                dir.display()
+            ),
+        )
+    })?;
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+}

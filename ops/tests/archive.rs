@@ -136,8 +136,54 @@ fn dry_run_reports_and_changes_nothing() {
     assert_eq!(out.json()["status"], "dry_run");
     assert_eq!(out.json()["rows"], old_count(&w));
     assert!(out.json()["estimated_file_bytes"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(out.json()["space_ok"], true);
+    assert!(out.json()["free_bytes"].as_u64().unwrap_or(0) > 0);
     assert_eq!(table_digest(&w), before);
     assert!(w.archives().is_empty());
+}
+
+#[test]
+fn dry_run_says_when_the_archive_dir_lacks_the_space_and_still_changes_nothing() {
+    let w = World::initialised(BIN);
+    seed_incompressible(&w);
+    let _disk = Mount::tmpfs(&w.path("archive"), "64k");
+    let report = dry_run_changing_nothing(&w);
+    assert_eq!(report["space_ok"], false, "{report}");
+    let (free, needed) = (
+        report["free_bytes"].as_u64().expect("free_bytes"),
+        report["estimated_file_bytes"]
+            .as_u64()
+            .expect("estimated_file_bytes"),
+    );
+    assert!(free < needed, "{free} bytes free, {needed} needed");
+    let out = run(w.ops().args(["archive", "--dry-run", "--days", "30"]));
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("the run would fail with exit 74")
+            && out.stdout.contains(&format!("{free} bytes free")),
+        "{}",
+        out.stdout
+    );
+    // And the run it describes does fail that way.
+    run(w.ops().args(["archive", "--days", "30"])).expect_code(74);
+}
+
+#[test]
+fn verify_all_with_no_archive_exits_66() {
+    let w = World::initialised(BIN);
+    run(w.ops().args(["archive", "verify", "--all"]))
+        .expect_code(66)
+        .stderr_has("no archives to verify");
+    let out = run(w.ops().args(["--json", "archive", "verify", "--all"]));
+    out.expect_code(66);
+    // As when archives fail: the (empty) results, then the error.
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", out.stdout));
+    assert_eq!(docs.len(), 2, "{}", out.stdout);
+    assert_eq!(docs[0], serde_json::json!([]));
+    assert_eq!(docs[1]["exit_code"], 66);
 }
 
 #[test]
@@ -453,16 +499,20 @@ fn bad_input_is_named_and_changes_nothing() {
     assert!(w.archives().is_empty());
 }
 
-#[test]
-fn disk_full_exits_74_deletes_nothing_and_leaves_no_partial_file() {
-    let w = World::initialised(BIN);
-    // Incompressible details, so the archive cannot fit in 64 KiB.
+/// 3000 rows older than 40 days with incompressible details: their archive cannot fit in 64 KiB.
+fn seed_incompressible(w: &World) {
     w.db().execute(
         "insert into audit_logs (created_at, actor, details) \
          select now() - interval '40 days' - g * interval '1 minute', 'u', \
                 jsonb_build_object('noise', md5(random()::text) || md5(random()::text) || md5(random()::text)) \
          from generate_series(1, 3000) g",
     );
+}
+
+#[test]
+fn disk_full_exits_74_deletes_nothing_and_leaves_no_partial_file() {
+    let w = World::initialised(BIN);
+    seed_incompressible(&w);
     let before = table_digest(&w);
     let _disk = Mount::tmpfs(&w.path("archive"), "64k");
     let out = run(w.ops().args(["archive", "--days", "30"]));
