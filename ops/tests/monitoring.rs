@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{run, World, BIN};
+use common::{run, TestDb, World, BIN};
 
 /// Takes a backup and returns its name.
 fn backup(w: &World) -> String {
@@ -190,4 +190,37 @@ fn log_lines_carry_colour_only_on_a_terminal_without_no_color() {
     let plain = on_a_terminal(&w, "backup", true);
     assert!(plain.contains("DEBUG"), "{plain}");
     assert!(!has_colour(&plain), "NO_COLOR honoured:\n{plain}");
+}
+
+#[test]
+fn restore_and_drill_show_progress_with_the_total_only_on_a_terminal() {
+    let w = World::initialised();
+    let name = backup(&w);
+    let restore = |target: &TestDb| format!("restore {name} --target-database-url {}", target.url);
+    // On a terminal: a bar with the dump's total (bytes done / total).
+    let target = TestDb::empty();
+    let shown = on_a_terminal(&w, &restore(&target), false);
+    assert!(
+        shown.contains("restoring") && shown.contains("B/"),
+        "progress with a total:\n{shown}"
+    );
+    let shown = on_a_terminal(&w, "drill", false);
+    assert!(
+        shown.contains("restoring into the scratch database") && shown.contains("B/"),
+        "{shown}"
+    );
+    // Not with --json, even on a terminal.
+    let target = TestDb::empty();
+    let json = on_a_terminal(&w, &format!("--json {}", restore(&target)), false);
+    assert!(!json.contains("restoring"), "{json}");
+    // Not when stderr is not a terminal.
+    let target = TestDb::empty();
+    let piped = run(w
+        .ops()
+        .args(["restore", &name, "--target-database-url", &target.url]));
+    piped.expect_code(0);
+    assert!(!piped.stderr.contains("restoring"), "{}", piped.stderr);
+    let piped = run(w.ops().arg("drill"));
+    piped.expect_code(0);
+    assert!(!piped.stderr.contains("restoring"), "{}", piped.stderr);
 }

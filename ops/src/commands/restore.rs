@@ -38,6 +38,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
         },
         clean: args.clean,
         yes: args.yes,
+        progress: ctx.progress("restoring", "bytes"),
         services: Some(&config.services),
     };
     let rt = runtime()?;
