@@ -48,7 +48,8 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
-    /// Only errors on stderr
+    /// Print nothing on success: no report on stdout, only errors on stderr (--json output
+    /// and data written to stdout are still printed)
     #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
 
@@ -238,7 +239,8 @@ Exit codes:
   64  usage error
   65  a backup failed (each is named with what failed) or, with --all, an
       orphan data file (no manifest) is present
-  66  no such backup
+  66  no such backup, or with --all no backup at all (nothing verified is a
+      failure for monitoring)
   69  pg_restore missing or too old
   73  backup dir missing
   77  backup key not available, or not root or ransomeye-admin
@@ -480,13 +482,15 @@ pub enum RotateKeysCommand {
     /// Touches nothing.
     #[command(after_long_help = "\
 Exit codes:
-   0  shown
+   0  shown, no problem
   64  usage error
-  65  journal unreadable
+  65  journal unreadable, or the active key file is malformed
   75  a rotation is unfinished (running, interrupted, or its commit or
       abort not yet published: run --resume)
-  77  not root or ransomeye-admin
-  78  configuration error
+  77  not root or ransomeye-admin, or the active key file is missing or
+      insecure
+  78  configuration error, or the active key file is not the configured
+      trust key
 
 Example:
   ransomeye-ops --json rotate-keys status")]
@@ -519,7 +523,8 @@ pub struct DecryptArgs {
     /// The encrypted file
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Write the plaintext here (atomically, never replacing a file) instead of stdout
+    /// Write the plaintext here (atomically, never replacing a file) instead of stdout; `-`
+    /// is stdout
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
 }
@@ -672,9 +677,9 @@ pub enum BackupCommand {
     /// reads everything.
     #[command(after_long_help = "\
 Exit codes:
-   0  listed (a damaged backup is shown as such)
+   0  listed, every backup passed the quick check
   64  usage error
-  65  an orphan data file (no manifest) is present
+  65  a backup is damaged, or an orphan data file (no manifest) is present
   73  backup dir missing
   77  not root or ransomeye-admin
   78  configuration error

@@ -165,8 +165,26 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .with_target(false)
         .try_init();
+}
+
+/// Whether log lines on stderr may carry ANSI colour: only on a terminal, and not when
+/// `NO_COLOR` is set to anything non-empty (<https://no-color.org>), so files, pipes and the
+/// journal get plain text.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Prints an error as `error:` / `hint:` on stderr: failures, and the problems a report shows
+/// (`rotate-keys status`), look the same.
+pub(crate) fn print_error(err: &OpsError) {
+    eprintln!("error: {}", err.what);
+    if let Some(hint) = &err.hint {
+        eprintln!("hint: {hint}");
+    }
 }
 
 /// Prints an error as `error:` / `hint:` on stderr, and as a JSON object on stdout with `--json`;
@@ -175,10 +193,7 @@ fn report(err: &OpsError, json: bool) {
     if err.exit == Exit::StdoutClosed {
         return;
     }
-    eprintln!("error: {}", err.what);
-    if let Some(hint) = &err.hint {
-        eprintln!("hint: {hint}");
-    }
+    print_error(err);
     if json {
         let _ = utils::print_json(&serde_json::json!({
             "status": "error",

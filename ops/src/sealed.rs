@@ -255,6 +255,17 @@ impl SealedReader {
         SealedReader::open_with(path, key, false)
     }
 
+    /// Like [`SealedReader::open_counting`], advancing `progress` by the sealed bytes read
+    /// (whose total the manifest knows).
+    pub fn open_counting_with_progress(
+        path: &Path,
+        key: &SymmetricKey,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<SealedReader<indicatif::ProgressBarIter<File>>, OpsError> {
+        let file = File::open(path).map_err(PathError::at(FileAction::Open, path))?;
+        SealedReader::new(progress.wrap_read(file), path, key, false)
+    }
+
     fn open_with(
         path: &Path,
         key: &SymmetricKey,

@@ -69,6 +69,24 @@ pub fn progress(json: bool, message: &'static str, unit: &'static str) -> indica
     bar
 }
 
+/// Gives `bar` (from [`progress`]) a known total of bytes: a bar with the share done and the
+/// time left instead of a spinner. Nothing for a hidden bar.
+pub fn set_total(bar: &indicatif::ProgressBar, total: u64) {
+    if bar.is_hidden() {
+        return;
+    }
+    bar.set_length(total);
+    let template =
+        "{spinner} {msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({elapsed}, {eta} left)";
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    // Drawn now, not at the next steady tick: a short run shows its total too. A fresh target,
+    // because the spinner's first draw a moment ago would rate-limit this one away.
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.tick();
+}
+
 /// Milliseconds since `start`, to 0.01 ms, as reports show durations.
 pub fn elapsed_ms(start: std::time::Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 100_000.0).round() / 100.0

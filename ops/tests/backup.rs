@@ -649,8 +649,11 @@ fn a_run_killed_while_committing_is_completed_by_the_next_run_and_never_leaves_a
             left.iter().any(|n| n.contains(".manifest.json.tmp-")),
             "{failpoint}: {left:?}"
         );
-        // Nothing is an orphan meanwhile: the temp manifest says the backup is being committed.
-        run(w.ops().args(["verify", "--all"])).expect_code(0);
+        // Nothing is an orphan meanwhile (that would be 65): the temp manifest says the backup
+        // is being committed, so there is simply no backup to verify yet (66).
+        run(w.ops().args(["verify", "--all"]))
+            .expect_code(66)
+            .stderr_has("nothing to verify");
         run(w.ops().args(["backup", "list"])).expect_code(0);
         let report = backup(&w);
         let completed = report["completed"].as_array().expect("completed").clone();

@@ -163,7 +163,7 @@ fn a_stdout_closed_by_its_reader_ends_the_command_quietly_with_its_own_exit_code
     for args in [
         // Written in one piece at the top level.
         &["completions", "bash"][..],
-        // Written with println!.
+        // Written line by line (`Context::say`).
         &["--config", "kernel.toml", "rotate-keys", "status"],
         // Written as JSON.
         &["--config", "kernel.toml", "--json", "rotate-keys", "status"],
@@ -177,7 +177,9 @@ fn a_stdout_closed_by_its_reader_ends_the_command_quietly_with_its_own_exit_code
             .current_dir(&world)
             .stdout(std::process::Stdio::from(writer)));
         assert!(!open.stdout.is_empty(), "{args:?} printed nothing");
-        assert_eq!(closed.code, open.code, "{args:?}: {closed:?}");
+        // The reader stopped reading: a quiet 0 (whatever the report would have said, e.g.
+        // `rotate-keys status` here shows a key problem and exits 77 when read to the end).
+        assert_eq!(closed.code, 0, "{args:?}: {closed:?}");
         assert_eq!(
             closed.stderr, "",
             "{args:?} complained about the closed stdout"

@@ -239,3 +239,13 @@ fn writer_killed_mid_write_leaves_nothing_under_the_final_name() {
         "{left:?}"
     );
 }
+
+#[test]
+fn dash_as_output_is_stdout() {
+    let w = World::initialised(BIN);
+    let plain = sample(70_000);
+    let file = archive_file(&w, "logs.zst.enc", &plain);
+    let out = stdout_bytes(w.ops().arg("decrypt").arg(&file).args(["-o", "-"]));
+    assert!(out == plain, "plaintext differs");
+    assert!(!w.path("-").exists() && !std::path::Path::new("-").exists());
+}

@@ -185,7 +185,8 @@ pub fn verify(
     // The bundle is read beside the dump, which takes most of the time.
     std::thread::scope(|scope| {
         let bundle = scope.spawn(|| verify_bundle(paths, &m, key, trust_keys));
-        let dump = pipe_dump(paths, &m, key, list, Stdio::null(), || Ok(()));
+        let hidden = indicatif::ProgressBar::hidden();
+        let dump = pipe_dump(paths, &m, key, list, Stdio::null(), || Ok(()), &hidden);
         let bundle = bundle
             .join()
             .map_err(|_| OpsError::new(Exit::Software, "the bundle check panicked"))?;
@@ -219,6 +220,7 @@ pub fn check_key(paths: &Paths, m: &Manifest, key: &SymmetricKey) -> Result<(), 
 ///
 /// `release` runs once the dump checked out, before the last chunk is fed: a failure there
 /// (e.g. the bundle, verified meanwhile on another thread, is damaged) also kills pg_restore.
+/// `progress` advances by the dump file's bytes read, out of `m`'s total.
 pub fn pipe_dump(
     paths: &Paths,
     m: &Manifest,
@@ -226,8 +228,10 @@ pub fn pipe_dump(
     cmd: Command,
     stdout: Stdio,
     release: impl FnOnce() -> Result<(), OpsError>,
+    progress: &indicatif::ProgressBar,
 ) -> Result<(), OpsError> {
-    let reader = SealedReader::open_counting(&paths.dump, key)?;
+    crate::utils::set_total(progress, m.body.dump.bytes);
+    let reader = SealedReader::open_counting_with_progress(&paths.dump, key, progress)?;
     pipe_sealed(reader, cmd, stdout, |digests| {
         compare_sealed(&paths.dump, &m.body.dump, digests).and_then(|()| release())
     })

@@ -52,7 +52,7 @@ use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::Context;
+use super::{say, Context};
 use crate::backup_set::fence::{self, KeysFence};
 use crate::backup_set::manifest::{self, Manifest, Paths, SealedFile};
 use crate::backup_set::{bundle, check};
@@ -277,38 +277,48 @@ fn print_report(ctx: &Context, r: &Report) -> Result<(), OpsError> {
         r.dump.clone().unwrap_or_default(),
         r.files.clone().unwrap_or_default(),
     );
-    println!(
+    say!(
+        ctx,
         "backup {} verified (snapshot {})",
-        r.backup, r.snapshot_time
+        r.backup,
+        r.snapshot_time
     );
-    println!(
+    say!(
+        ctx,
         "  database: {} tables, {} rows; dump {} bytes -> {} ({} bytes encrypted)",
-        r.tables, r.rows, dump.plaintext_bytes, dump.file, dump.bytes
+        r.tables,
+        r.rows,
+        dump.plaintext_bytes,
+        dump.file,
+        dump.bytes
     );
-    println!(
+    say!(ctx,
         "  files: {} stored, {} unchanged artifacts referenced; intel graph {} nodes, {} edges -> {} ({} bytes)",
         r.entries_stored, r.entries_unchanged, r.intel_nodes, r.intel_edges, files.file, files.bytes
     );
     for s in &r.skipped {
-        println!("  skipped (not a regular file): {s}");
+        say!(ctx, "  skipped (not a regular file): {s}");
     }
     for e in &r.excluded {
-        println!("  excluded {}: {}", e.path, e.reason);
+        say!(ctx, "  excluded {}: {}", e.path, e.reason);
     }
     for c in &r.completed {
-        println!("  completed backup {c}, which an interrupted run had written up to its manifest");
+        say!(
+            ctx,
+            "  completed backup {c}, which an interrupted run had written up to its manifest"
+        );
     }
     for o in &r.orphans {
-        println!("  warning: {o} has no manifest (an orphan): kept, not a verifiable backup; see `ransomeye-ops backup list`");
+        say!(ctx, "  warning: {o} has no manifest (an orphan): kept, not a verifiable backup; see `ransomeye-ops backup list`");
     }
     for d in &r.deleted {
-        println!("  retention: deleted {d}");
+        say!(ctx, "  retention: deleted {d}");
     }
     for u in &r.kept_unverified {
-        println!("  warning: {u} does not pass the quick check; kept for inspection (`ransomeye-ops verify {u}`)");
+        say!(ctx, "  warning: {u} does not pass the quick check; kept for inspection (`ransomeye-ops verify {u}`)");
     }
     let p = &r.phases_ms;
-    println!(
+    say!(ctx,
         "  dump and read-back {:.0} ms (files {:.0} ms beside it), committed files re-hashed {:.0} ms, retention {:.0} ms, total {:.0} ms",
         p.dump, p.files, p.verify, p.retention, r.duration_ms
     );

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ransomeye_kernel::access::Ownership;
 use ransomeye_kernel::atomic_file::AtomicFile;
@@ -15,7 +15,7 @@ use ransomeye_kernel::keys::KeyDir;
 use ransomeye_kernel::{FileAction, PathError};
 use serde::Serialize;
 
-use super::Context;
+use super::{say, Context};
 use crate::cli::DecryptArgs;
 use crate::error::{Exit, OpsError};
 use crate::utils::{print_json, stdout_error, stdout_is_terminal};
@@ -25,14 +25,16 @@ const COPY_BUF: usize = 256 * 1024;
 
 /// Runs `decrypt`.
 pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
-    if args.output.is_none() && ctx.json {
+    // `-o -` is stdout, as for most Unix tools.
+    let output = args.output.as_deref().filter(|o| *o != Path::new("-"));
+    if output.is_none() && ctx.json {
         return Err(OpsError::new(
             Exit::Usage,
             "--json needs -o OUT: without it stdout carries the plaintext",
         )
         .hint("add -o OUT for a JSON report, or drop --json"));
     }
-    if args.output.is_none() && stdout_is_terminal() {
+    if output.is_none() && stdout_is_terminal() {
         return Err(OpsError::new(
             Exit::Usage,
             "refusing to write binary plaintext to a terminal",
@@ -50,7 +52,7 @@ pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
     let mut plaintext = EnvelopeReader::with_header(input, header, &key)
         .map_err(|e| OpsError::envelope(file, &e))?;
 
-    let written = match &args.output {
+    let written = match output {
         Some(out) => {
             let mut target = AtomicFile::create(out, Ownership::secret_file())?;
             let n = copy(&mut plaintext, &mut target, file, Some(out))?;
@@ -66,10 +68,10 @@ pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
         }
     };
     tracing::info!(file = %file.display(), bytes = written, "decrypted and verified");
-    if let Some(out) = &args.output {
+    if let Some(out) = output {
         let report = DecryptReport {
             file: file.clone(),
-            output: out.clone(),
+            output: out.to_path_buf(),
             purpose: purpose.to_string(),
             key_id: key_id.to_string(),
             plaintext_bytes: written,
@@ -77,7 +79,8 @@ pub fn run(ctx: &Context, args: &DecryptArgs) -> Result<(), OpsError> {
         if ctx.json {
             print_json(&report)?;
         } else {
-            println!(
+            say!(
+                ctx,
                 "decrypted {} ({} envelope, key {}): {} bytes verified and written to {}",
                 file.display(),
                 report.purpose,

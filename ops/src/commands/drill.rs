@@ -16,7 +16,7 @@ use std::time::Instant;
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 use sqlx::AssertSqlSafe;
 
-use super::Context;
+use super::{say, Context};
 use crate::backup_set::check::{self, Tools};
 use crate::backup_set::manifest;
 use crate::cli::DrillArgs;
@@ -74,6 +74,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
             clean: false,
             yes: false,
             services: None,
+            progress: ctx.progress("restoring into the scratch database", "bytes"),
         };
         let phase = Instant::now();
         let outcome = recovery::restore(&plan).await;
@@ -106,9 +107,12 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
         }))?;
     } else {
         for name in &leftovers {
-            println!("removed {name}, the scratch database of an earlier drill that was killed");
+            say!(
+                ctx,
+                "removed {name}, the scratch database of an earlier drill that was killed"
+            );
         }
-        println!(
+        say!(ctx,
             "drill {}: backup {} (snapshot {}) restored and checked in {:.0} ms (verify {:.0} ms, restore {:.0} ms, compare {:.0} ms)",
             if passed { "PASSED" } else { "FAILED" },
             outcome.backup,
@@ -118,7 +122,8 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
             outcome.restore_ms,
             outcome.compare_ms
         );
-        println!(
+        say!(
+            ctx,
             "  {} tables, {} rows match; intel graph digest {}",
             outcome.tables_checked,
             outcome.rows,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ransomeye_kernel::config::Config;
 use serde::Serialize;
 
-use super::Context;
+use super::{say, Context};
 use crate::cli::HealthArgs;
 use crate::error::{Exit, OpsError};
 use crate::utils::{elapsed_ms, print_json, runtime};
@@ -152,7 +152,7 @@ pub fn run(ctx: &Context, args: &HealthArgs) -> Result<u8, OpsError> {
     if ctx.json {
         print_json(&report)?;
     } else {
-        print_human(&report);
+        print_human(ctx, &report);
     }
     if let Some(path) = &args.prometheus {
         prometheus::write(path, &report)?;
@@ -261,15 +261,17 @@ async fn on_own_thread(
     }
 }
 
-fn print_human(report: &Report) {
-    println!(
+fn print_human(ctx: &Context, report: &Report) {
+    say!(
+        ctx,
         "RANSOMEYE {} - {} checks in {:.0} ms",
         report.status.label(),
         report.checks.len(),
         report.duration_ms
     );
     for c in &report.checks {
-        println!(
+        say!(
+            ctx,
             "  {:<8} {:<8} {:>7.1} ms  {}",
             c.name,
             c.status.label(),

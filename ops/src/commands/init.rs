@@ -16,7 +16,7 @@ use ransomeye_kernel::config::{self, Config};
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose, SigningKey, SymmetricKey};
 use serde::Serialize;
 
-use super::Context;
+use super::{say, Context};
 use crate::cli::InitArgs;
 use crate::error::{Exit, OpsError};
 use crate::utils::{absolute, print_json};
@@ -221,15 +221,16 @@ fn report(
     if ctx.json {
         return print_json(&report);
     }
-    println!("initialised RansomEye ops");
-    println!("  config            {}", report.config.display());
-    println!("  keys dir          {}", report.keys_dir.display());
-    println!("  trust version     {}", report.trust.version);
-    println!("  trust public key  {}", report.trust.public_key);
-    println!("  signing key id    {}", report.key_ids.signing);
-    println!("  archive key id    {}", report.key_ids.archive);
-    println!("  backup key id     {}", report.key_ids.backup);
-    println!(
+    say!(ctx, "initialised RansomEye ops");
+    say!(ctx, "  config            {}", report.config.display());
+    say!(ctx, "  keys dir          {}", report.keys_dir.display());
+    say!(ctx, "  trust version     {}", report.trust.version);
+    say!(ctx, "  trust public key  {}", report.trust.public_key);
+    say!(ctx, "  signing key id    {}", report.key_ids.signing);
+    say!(ctx, "  archive key id    {}", report.key_ids.archive);
+    say!(ctx, "  backup key id     {}", report.key_ids.backup);
+    say!(
+        ctx,
         "Back up the keys directory offline now: archives and backups cannot be read without it."
     );
     Ok(())

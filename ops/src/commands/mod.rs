@@ -22,7 +22,18 @@ pub struct Context {
     pub config_source: ConfigSource,
     /// `--json`: machine output on stdout.
     pub json: bool,
+    /// `-q`: no human output on success (see [`Context::say`]).
+    pub quiet: bool,
 }
+
+/// Prints a line of a command's human output on stdout, unless `-q` (see [`Context::say`]):
+/// `say!(ctx, "format", args…)`.
+macro_rules! say {
+    ($ctx:expr, $($arg:tt)*) => {
+        $ctx.say(format_args!($($arg)*))
+    };
+}
+pub(crate) use say;
 
 impl Context {
     /// Loads the configuration file and applies the environment overrides.
@@ -31,6 +42,22 @@ impl Context {
             Config::load(&self.config_source)?.with_env_overrides(|k| std::env::var(k).ok());
         crate::db::configure(&config.database);
         Ok(config)
+    }
+
+    /// Prints one line of human output on stdout. The one place `-q` is decided: quiet prints
+    /// nothing here, so a cron job mails only on failure (errors go to stderr, always). Data a
+    /// command exists to write (`backup cat`, `decrypt -o -`) and `--json` output do not pass
+    /// here: asking for them is asking for output.
+    pub fn say(&self, line: std::fmt::Arguments<'_>) {
+        if !self.quiet {
+            println!("{line}");
+        }
+    }
+
+    /// A progress indicator on stderr (see [`crate::utils::progress`]); hidden with `--json`,
+    /// with `-q`, and when stderr is not a terminal.
+    pub fn progress(&self, message: &'static str, unit: &'static str) -> indicatif::ProgressBar {
+        crate::utils::progress(self.json || self.quiet, message, unit)
     }
 }
 
@@ -42,6 +69,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
             std::env::var_os(config::ENV_CONFIG).as_deref(),
         ),
         json: cli.json,
+        quiet: cli.quiet,
     };
     match cli.command {
         Command::Init(args) => init::run(&ctx, &args).map(|()| 0),

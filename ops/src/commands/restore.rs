@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 
-use super::Context;
+use super::{say, Context};
 use crate::backup_set::check::{self, Tools};
 use crate::backup_set::fence::KeysFence;
 use crate::cli::RestoreArgs;
@@ -38,6 +38,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
         },
         clean: args.clean,
         yes: args.yes,
+        progress: ctx.progress("restoring", "bytes"),
         services: Some(&config.services),
     };
     let rt = runtime()?;
@@ -52,7 +53,8 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
             "duration_ms": duration_ms,
         }))?;
     } else {
-        println!(
+        say!(
+            ctx,
             "restored {} (snapshot {}) in {:.0} ms: {} tables, {} rows, {} files",
             outcome.backup,
             outcome.snapshot_time,
@@ -62,10 +64,10 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
             outcome.files_restored
         );
         for e in &outcome.files_excluded {
-            println!("  not restored {}: {}", e.path, e.reason);
+            say!(ctx, "  not restored {}: {}", e.path, e.reason);
         }
         for m in &outcome.mismatches {
-            println!("  MISMATCH: {m}");
+            say!(ctx, "  MISMATCH: {m}");
         }
     }
     recovery::mismatch_error(&outcome)

@@ -99,7 +99,8 @@ struct Session {
     journal: Journal,
     quorum: Quorum,
     timeout: Duration,
-    json: bool,
+    /// How to report (`--json`, `-q`).
+    ctx: Context,
     started: Instant,
     /// `--dry-run`: check and report, change nothing (no lock file, no clean-up, no stream).
     dry_run: bool,
@@ -143,7 +144,7 @@ impl Session {
             journal,
             quorum,
             timeout: Duration::from_secs(args.timeout),
-            json: ctx.json,
+            ctx: ctx.clone(),
             started,
             dry_run: args.dry_run,
             would,
@@ -327,7 +328,7 @@ async fn decide(
     let update_seq = bus.publish(&Broadcast::Update(update.clone())).await?;
     failpoint::hit("rotate-after-publish");
     let deadline = Instant::now() + collect_for;
-    let progress = progress_bar(s.json, check.active(), needed);
+    let progress = progress_bar(&s.ctx, check.active(), needed);
     let tally = bus::collect(
         bus,
         &update,

@@ -5,7 +5,7 @@
 use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 use serde::Serialize;
 
-use super::Context;
+use super::{say, Context};
 use crate::backup_set::check::{self, Tools};
 use crate::backup_set::manifest;
 use crate::cli::VerifyArgs;
@@ -35,14 +35,26 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), OpsError> {
             )
         }
     };
+    if targets.is_empty() && orphans.is_empty() {
+        // Monitoring runs `verify --all` to learn that backups exist and are sound: none is a
+        // failure, not a success.
+        return Err(OpsError::new(
+            Exit::NoInput,
+            format!(
+                "no backups in {}: nothing to verify",
+                config.backup.dir.display()
+            ),
+        )
+        .hint("take one with `ransomeye-ops backup`, or fix [backup] dir"));
+    }
     let mut outcomes = Vec::new();
     let mut first_error = None;
     for paths in &targets {
         let result = check::verify(paths, &key, &trust, &tools);
         if !ctx.json {
             match &result {
-                Ok(_) => println!("{}: verified", paths.name),
-                Err(e) => println!("{}: FAILED: {}", paths.name, e.what),
+                Ok(_) => say!(ctx, "{}: verified", paths.name),
+                Err(e) => say!(ctx, "{}: FAILED: {}", paths.name, e.what),
             }
         }
         outcomes.push(Outcome {
@@ -56,7 +68,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), OpsError> {
     }
     for file in &orphans {
         if !ctx.json {
-            println!("{file}: {}", manifest::ORPHAN_STATE);
+            say!(ctx, "{file}: {}", manifest::ORPHAN_STATE);
         }
         outcomes.push(Outcome {
             backup: file.clone(),
@@ -66,8 +78,6 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), OpsError> {
     }
     if ctx.json {
         print_json(&outcomes)?;
-    } else if outcomes.is_empty() {
-        println!("no backups in {}", config.backup.dir.display());
     }
     let failed = outcomes.iter().filter(|o| !o.ok).count();
     let first_error = first_error.or_else(|| {

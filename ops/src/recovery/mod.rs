@@ -46,6 +46,8 @@ pub struct Plan<'a> {
     pub yes: bool,
     /// Services to stop and start around the restore (`None`: leave them alone).
     pub services: Option<&'a Services>,
+    /// Shows the dump streaming into pg_restore (hidden off a terminal and with `--json`).
+    pub progress: indicatif::ProgressBar,
 }
 
 /// Where backed-up files are restored (`--files-to`).
@@ -127,7 +129,7 @@ pub async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
         if plan.clean {
             cmd.args(["--clean", "--if-exists"]);
         }
-        std::thread::scope(|scope| {
+        let piped = std::thread::scope(|scope| {
             let bundle = scope
                 .spawn(|| check::verify_bundle(&plan.paths, &manifest, plan.key, &plan.trust_keys));
             let release = || {
@@ -148,8 +150,11 @@ pub async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
                 cmd,
                 Stdio::null(),
                 release,
+                &plan.progress,
             )
-        })?;
+        });
+        plan.progress.finish_and_clear();
+        piped?;
         // Committed: the restore is finished (files, comparison) whatever arrives now.
         outcome.files_restored = files::restore(&plan.paths, &manifest, plan, &files)?;
         outcome.restore_ms = elapsed_ms(phase);

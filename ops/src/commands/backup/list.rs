@@ -8,17 +8,23 @@ use ransomeye_kernel::keys::{KeyDir, KeyPurpose};
 use crate::backup_set::{check, manifest};
 use crate::commands::Context;
 use crate::error::{Exit, OpsError};
+use crate::table::{Align, Table};
 use crate::utils::{print_json, stdout_error};
 
-/// `backup list`: every backup with its state (the quick check), then the orphan data files.
+/// `backup list`: every backup with its state (the quick check), oldest first, then the orphan
+/// data files. Exits 65 when any of them is damaged or an orphan, so monitoring sees it.
 pub(super) fn list(ctx: &Context) -> Result<(), OpsError> {
     let config = ctx.config()?;
     let trust = crate::trust::verifying_keys(&config)?;
     let mut rows = Vec::new();
+    let mut damaged = Vec::new();
     for paths in manifest::list(&config.backup.dir)? {
         let (state, m) = match check::quick(&paths, &trust) {
             Ok(m) => ("ok".to_string(), Some(m)),
-            Err(e) => (format!("damaged: {}", e.what), manifest::read(&paths).ok()),
+            Err(e) => {
+                damaged.push(format!("{}: {}", paths.name, e.what));
+                (format!("damaged: {}", e.what), manifest::read(&paths).ok())
+            }
         };
         rows.push(serde_json::json!({
             "backup": paths.name,
@@ -38,29 +44,57 @@ pub(super) fn list(ctx: &Context) -> Result<(), OpsError> {
     }
     if ctx.json {
         print_json(&rows)?;
+    } else if rows.is_empty() {
+        ctx.say(format_args!(
+            "no backups in {}",
+            config.backup.dir.display()
+        ));
     } else {
-        if rows.is_empty() {
-            println!("no backups in {}", config.backup.dir.display());
-        }
-        for r in rows {
-            let state = r["state"].as_str().unwrap_or_default();
-            if let Some(file) = r["file"].as_str() {
-                println!("{file}  {state}");
-                continue;
-            }
-            println!(
-                "{}  {}  {} rows  {} bytes  {state}",
-                r["backup"].as_str().unwrap_or_default(),
-                r["snapshot_time"].as_str().unwrap_or("?"),
-                r["rows"],
-                r["bytes"],
-            );
-        }
+        ctx.say(format_args!("{}", table(&rows).trim_end()));
+    }
+    if let Some(first) = damaged.first() {
+        return Err(OpsError::new(
+            Exit::Data,
+            format!(
+                "{} of {} backups in {} failed the quick check (first: {first})",
+                damaged.len(),
+                rows.len() - orphans.len(),
+                config.backup.dir.display()
+            ),
+        )
+        .hint("do not rely on a damaged backup; `ransomeye-ops verify BACKUP` says what is wrong, and a new backup replaces it"));
     }
     match orphans.is_empty() {
         true => Ok(()),
         false => Err(manifest::orphans_error(&config.backup.dir, &orphans)),
     }
+}
+
+/// The human form of `backup list`: one aligned row per backup or orphan data file.
+fn table(rows: &[serde_json::Value]) -> String {
+    let mut table = Table::new(&[
+        ("BACKUP", Align::Left),
+        ("SNAPSHOT", Align::Left),
+        ("ROWS", Align::Right),
+        ("BYTES", Align::Right),
+        ("STATE", Align::Left),
+    ]);
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for r in rows {
+        let name = r.get("file").unwrap_or(&r["backup"]);
+        table.row(vec![
+            cell(name),
+            cell(&r["snapshot_time"]),
+            cell(&r["rows"]),
+            cell(&r["bytes"]),
+            cell(&r["state"]),
+        ]);
+    }
+    table.render()
 }
 
 /// `backup cat BACKUP`: the plain custom-format dump on stdout, for `pg_restore` by hand. The

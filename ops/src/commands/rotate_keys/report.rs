@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::files::{key_named, load_config};
 use super::journal::{Counts, Rotation, Side, State};
 use super::{active_agents, collection_left, side, Kind, Session};
+use crate::commands::{say, Context};
 use crate::error::OpsError;
 use crate::trust::{NEXT_KEY, RETIRED_DIR};
 use crate::utils::{elapsed_ms, print_json, runtime};
@@ -224,16 +225,16 @@ pub(super) fn committed_line(r: &Rotation) -> String {
 }
 
 pub(super) fn print_report(s: &Session, report: &Report, human: &str) -> Result<(), OpsError> {
-    if s.json {
+    if s.ctx.json {
         print_json(report)
     } else {
-        println!("{human}");
+        say!(s.ctx, "{human}");
         Ok(())
     }
 }
 
-pub(super) fn progress_bar(json: bool, active: usize, needed: usize) -> indicatif::ProgressBar {
-    let bar = crate::utils::progress(json, "acks", "");
+pub(super) fn progress_bar(ctx: &Context, active: usize, needed: usize) -> indicatif::ProgressBar {
+    let bar = ctx.progress("acks", "");
     bar.set_message(format!("acks (need {needed} of {active} active):"));
     bar
 }

@@ -4,14 +4,15 @@ use ransomeye_kernel::keys::KeyDir;
 
 use super::journal::Journal;
 use super::report::summary;
-use crate::commands::Context;
+use crate::commands::{say, Context};
 use crate::error::{Exit, OpsError};
 use crate::trust::{NEXT_KEY, RETIRED_DIR};
 use crate::utils::print_json;
 
-/// `rotate-keys status`: the journal, the active key, the retired keys. Changes nothing. Exits
-/// 75 while the latest rotation is unfinished (running, interrupted, or its outcome not
-/// published), so monitoring sees it.
+/// `rotate-keys status`: the journal, the active key, the retired keys. Changes nothing. A
+/// problem it shows is also its exit code, so monitoring sees it: 75 while the latest rotation
+/// is unfinished (running, interrupted, or its outcome not published), else the active key
+/// file's own failure (e.g. 78 when it is not the configured trust key).
 pub(super) fn status(ctx: &Context) -> Result<u8, OpsError> {
     let config = ctx.config()?;
     let keys = KeyDir::new(&config.keys.dir);
@@ -31,11 +32,15 @@ pub(super) fn status(ctx: &Context) -> Result<u8, OpsError> {
         .unwrap_or_default();
     retired.sort();
     let unfinished = journal.unfinished().map(|r| r.rotation_id.clone());
-    let code = if unfinished.is_some() {
-        Exit::TempFail.code()
-    } else {
-        0
+    let problem = match journal.unfinished() {
+        Some(r) => Some(unfinished_error(r)),
+        None => active.as_ref().err().map(|e| {
+            let mut problem = OpsError::new(e.exit, format!("active key file: {}", e.what));
+            problem.hint = e.hint.clone();
+            problem
+        }),
     };
+    let code = problem.as_ref().map_or(0, |p| p.exit.code());
     if ctx.json {
         print_json(&serde_json::json!({
             "trust_version": config.trust.version,
@@ -52,20 +57,29 @@ pub(super) fn status(ctx: &Context) -> Result<u8, OpsError> {
                 "outcome_published": r.outcome_published, "outcome_error": r.outcome_error,
             })).collect::<Vec<_>>(),
         }))?;
+        if let Some(p) = &problem {
+            crate::print_error(p);
+        }
         return Ok(code);
     }
-    println!(
+    say!(
+        ctx,
         "trust version {}, key {}",
-        config.trust.version, config.trust.key_id
+        config.trust.version,
+        config.trust.key_id
     );
     match &active {
-        Ok(_) => println!("  active key file: present and matches the configuration"),
-        Err(e) => println!("  active key file: PROBLEM: {}", e.what),
+        Ok(_) => say!(
+            ctx,
+            "  active key file: present and matches the configuration"
+        ),
+        Err(e) => say!(ctx, "  active key file: PROBLEM: {}", e.what),
     }
     if let Some(id) = &next {
-        println!("  staged key (signing.key.next): {id}");
+        say!(ctx, "  staged key (signing.key.next): {id}");
     }
-    println!(
+    say!(
+        ctx,
         "  retired keys: {}",
         if retired.is_empty() {
             "none".to_string()
@@ -74,11 +88,12 @@ pub(super) fn status(ctx: &Context) -> Result<u8, OpsError> {
         }
     );
     match journal.latest() {
-        None => println!("no rotations recorded"),
+        None => say!(ctx, "no rotations recorded"),
         Some(_) => {
-            println!("rotations (newest last):");
+            say!(ctx, "rotations (newest last):");
             for r in &journal.rotations {
-                println!(
+                say!(
+                    ctx,
                     "  {} {} {}: {}, started {}{}{}",
                     r.kind,
                     r.rotation_id,
@@ -97,18 +112,28 @@ pub(super) fn status(ctx: &Context) -> Result<u8, OpsError> {
             }
         }
     }
-    if let Some(r) = journal.unfinished() {
-        let what = if r.outcome_error.is_some() {
-            "aborted, but its TrustAbort is not published yet"
-        } else {
-            "unfinished"
-        };
-        // Exit 75 below: said as an error, on stderr, like every other failure.
-        eprintln!(
-            "error: rotation {} is {what} (state {})\nhint: finish it with `ransomeye-ops rotate-keys --resume` (see what it would do with --dry-run)",
-            r.rotation_id,
-            r.state.name()
-        );
+    if let Some(p) = &problem {
+        crate::print_error(p);
     }
     Ok(code)
+}
+
+/// The problem of an unfinished rotation (exit 75): what it is and how to finish it.
+fn unfinished_error(r: &super::journal::Rotation) -> OpsError {
+    let what = if r.outcome_error.is_some() {
+        "aborted, but its TrustAbort is not published yet"
+    } else {
+        "unfinished"
+    };
+    OpsError::new(
+        Exit::TempFail,
+        format!(
+            "rotation {} is {what} (state {})",
+            r.rotation_id,
+            r.state.name()
+        ),
+    )
+    .hint(
+        "finish it with `ransomeye-ops rotate-keys --resume` (see what it would do with --dry-run)",
+    )
 }
