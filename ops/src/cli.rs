@@ -550,7 +550,7 @@ pub struct ArchiveRunArgs {
     /// Report what a run would complete, remove and archive (rows, estimated size); change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Most rows deleted per transaction while pruning (the pacing of [archive] prune_slice_ms sizes transactions up to this)
+    /// Rows deleted per transaction while pruning (with pacing on, [archive] prune_slice_ms, the most)
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
     /// zstd compression level

@@ -75,16 +75,17 @@ pub fn set_total(bar: &indicatif::ProgressBar, total: u64) {
     if bar.is_hidden() {
         return;
     }
+    // The spinner's ticker is stopped while the style changes and the bar is drawn at once
+    // (a short run shows its total too), then restarted.
+    bar.disable_steady_tick();
     bar.set_length(total);
     let template =
         "{spinner} {msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({elapsed}, {eta} left)";
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
-    // Drawn now, not at the next steady tick: a short run shows its total too. A fresh target,
-    // because the spinner's first draw a moment ago would rate-limit this one away.
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    bar.tick();
+    bar.force_draw();
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
 }
 
 /// Milliseconds since `start`, to 0.01 ms, as reports show durations.

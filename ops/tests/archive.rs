@@ -1043,37 +1043,11 @@ fn a_run_keeps_the_temp_archive_of_another_tables_interrupted_run_in_the_same_di
 }
 
 #[test]
-fn the_prune_is_paced_into_short_transactions_and_unpaced_when_configured_off() {
-    // Paced (the default): a --batch-size far above the rows still deletes in several short
-    // transactions, resting between them.
+fn the_prune_is_unpaced_by_default_and_paced_into_short_transactions_when_configured() {
+    // Unpaced (the default): exactly --batch-size rows per transaction, no rest.
     let w = World::initialised(BIN);
     seed(&w, 3000);
     let old = old_count(&w);
-    let out = run(w
-        .ops()
-        .args(["--json", "archive", "--days", "30", "--no-vacuum"]));
-    out.expect_code(0);
-    let report = out.json();
-    assert_eq!(report["rows_deleted"], old);
-    let transactions = report["prune_transactions"].as_u64().expect("transactions");
-    assert!(
-        transactions >= 2,
-        "{old} rows in {transactions} transactions: {report}"
-    );
-    assert!(
-        report["prune_rest_ms"].as_f64().expect("rest") > 0.0,
-        "{report}"
-    );
-
-    // Unpaced: exactly --batch-size rows per transaction, no rest.
-    let w = World::initialised(BIN);
-    seed(&w, 3000);
-    let old = old_count(&w);
-    w.edit_config(|t| {
-        let edited = t.replace("[archive]\n", "[archive]\nprune_slice_ms = 0\n");
-        assert_ne!(edited, t, "the config has an [archive] section");
-        edited
-    });
     let out = run(w.ops().args([
         "--json",
         "archive",
@@ -1092,6 +1066,35 @@ fn the_prune_is_paced_into_short_transactions_and_unpaced_when_configured_off() 
         "{report}"
     );
     assert_eq!(report["prune_rest_ms"].as_f64(), Some(0.0), "{report}");
+
+    // Paced: a --batch-size far above the rows still deletes in several short transactions,
+    // resting between them.
+    let w = World::initialised(BIN);
+    seed(&w, 3000);
+    let old = old_count(&w);
+    w.edit_config(|t| {
+        let edited = t.replace(
+            "[archive]\n",
+            "[archive]\nprune_slice_ms = 20\nprune_rest_percent = 50\n",
+        );
+        assert_ne!(edited, t, "the config has an [archive] section");
+        edited
+    });
+    let out = run(w
+        .ops()
+        .args(["--json", "archive", "--days", "30", "--no-vacuum"]));
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(report["rows_deleted"], old);
+    let transactions = report["prune_transactions"].as_u64().expect("transactions");
+    assert!(
+        transactions >= 2,
+        "{old} rows in {transactions} transactions: {report}"
+    );
+    assert!(
+        report["prune_rest_ms"].as_f64().expect("rest") > 0.0,
+        "{report}"
+    );
 }
 
 #[test]

@@ -105,11 +105,18 @@ fn rotate_keys_status_exits_with_the_problem_it_shows() {
 #[test]
 fn quiet_prints_nothing_on_success_but_errors_and_json_still() {
     let w = World::initialised(BIN);
+    w.db().execute(
+        "insert into audit_logs (created_at, actor, action, target, details) \
+         select now() - interval '40 days', 'u', 'login', 'h', '{}'::jsonb from generate_series(1, 50)",
+    );
     for args in [
         &["-q", "backup"][..],
         &["-q", "backup", "list"],
         &["-q", "verify", "--all"],
         &["-q", "rotate-keys", "status"],
+        &["-q", "archive", "--days", "30"],
+        &["-q", "archive", "list"],
+        &["-q", "archive", "verify", "--all"],
     ] {
         let out = run(w.ops().args(args));
         out.expect_code(0);

@@ -155,7 +155,8 @@ pub struct Archive {
     pub retention_days: u32,
     /// Pacing of the prune: the target length of one delete transaction, in milliseconds; each
     /// is followed by a rest (`prune_rest_percent`), so that the platform's own writers keep
-    /// their commit latency. 0 turns pacing off (`--batch-size` rows per transaction, no rest).
+    /// their commit latency on a server whose disk cannot absorb the prune's WAL. 0 (the
+    /// default) turns pacing off: `--batch-size` rows per transaction, no rest.
     #[serde(
         default = "default_prune_slice_ms",
         skip_serializing_if = "is_default_prune_slice_ms"
@@ -184,7 +185,7 @@ impl Default for Archive {
 }
 
 fn default_prune_slice_ms() -> u32 {
-    20
+    0
 }
 fn is_default_prune_slice_ms(ms: &u32) -> bool {
     *ms == default_prune_slice_ms()

@@ -55,7 +55,7 @@ use self::prune::{prune, vacuum};
 use self::recover::{finish_interrupted, Orphan, Recovery};
 use self::restore::restore;
 use self::shape::{cutoff, estimate, TableShape};
-use super::Context;
+use super::{say, Context};
 use crate::cli::{ArchiveArgs, ArchiveCommand, ArchiveRunArgs};
 use crate::db::{self, Answer};
 use crate::error::OpsError;
@@ -129,14 +129,14 @@ struct Job {
     archive_key: SymmetricKey,
     signing_key: SigningKey,
     trust_keys: crate::trust::TrustKeys,
-    /// Machine output: no progress display.
-    json: bool,
+    /// `--json` or `-q`: no progress display.
+    no_progress: bool,
 }
 
 fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
     let started = Instant::now();
     let config = ctx.config()?;
-    let job = Job::prepare(&config, opts, ctx.json)?;
+    let job = Job::prepare(&config, opts, ctx.json || ctx.quiet)?;
     let mut report = RunReport {
         table: job.table.clone(),
         ..RunReport::default()
@@ -223,7 +223,7 @@ fn archive(ctx: &Context, opts: &ArchiveRunArgs) -> Result<(), OpsError> {
 }
 
 impl Job {
-    fn prepare(config: &Config, opts: &ArchiveRunArgs, json: bool) -> Result<Job, OpsError> {
+    fn prepare(config: &Config, opts: &ArchiveRunArgs, no_progress: bool) -> Result<Job, OpsError> {
         let dir = config.archive.dir.clone();
         crate::dirs::check_writable(&dir, "[archive] dir")?;
         let keys = KeyDir::new(&config.keys.dir);
@@ -247,7 +247,7 @@ impl Job {
             archive_key: keys.load_symmetric(KeyPurpose::Archive)?,
             signing_key,
             trust_keys,
-            json,
+            no_progress,
         })
     }
 }
@@ -307,22 +307,28 @@ fn print_report(ctx: &Context, r: &RunReport) -> Result<(), OpsError> {
     let dry_run = r.status == "dry_run";
     for path in &r.recovered {
         if dry_run {
-            println!("would complete the interrupted archive {}", path.display());
+            say!(
+                ctx,
+                "would complete the interrupted archive {}",
+                path.display()
+            );
         } else {
-            println!("completed the interrupted archive {}", path.display());
+            say!(ctx, "completed the interrupted archive {}", path.display());
         }
     }
     if dry_run {
         for path in &r.removed_temp_files {
-            println!(
+            say!(
+                ctx,
                 "would remove {}, a temp file of an interrupted run",
                 path.display()
             );
         }
     }
     match r.status {
-        "nothing_to_archive" => println!("nothing to archive: no row of {} is older than {}", r.table, r.cutoff),
-        "dry_run" => println!(
+        "nothing_to_archive" => say!(ctx, "nothing to archive: no row of {} is older than {}", r.table, r.cutoff),
+        "dry_run" => say!(
+            ctx,
             "dry run: {} rows of {} older than {} would be archived ({} bytes of JSON, about {} bytes encrypted); nothing changed",
             r.rows,
             r.table,
@@ -331,14 +337,16 @@ fn print_report(ctx: &Context, r: &RunReport) -> Result<(), OpsError> {
             r.estimated_file_bytes.unwrap_or(0)
         ),
         _ => {
-            println!(
+            say!(
+                ctx,
                 "archived {} rows of {} older than {} to {}",
                 r.rows,
                 r.table,
                 r.cutoff,
                 r.file.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
             );
-            println!(
+            say!(
+                ctx,
                 "  {} bytes of JSON -> {} bytes encrypted (ratio {:.1}), verified, {} rows deleted",
                 r.plaintext_bytes,
                 r.file_bytes,
@@ -346,13 +354,15 @@ fn print_report(ctx: &Context, r: &RunReport) -> Result<(), OpsError> {
                 r.rows_deleted
             );
             let p = &r.phases_ms;
-            println!(
+            say!(
+                ctx,
                 "  export {:.0} ms, verify {:.0} ms, prune {:.0} ms ({} transactions, {:.0} ms of it resting for other writers), vacuum {:.0} ms, total {:.0} ms",
                 p.export, p.verify, p.prune, r.prune_transactions, r.prune_rest_ms, p.vacuum, r.duration_ms
             );
         }
     }
     if dry_run && r.space_ok == Some(false) {
+        // A problem the dry run found: shown even with -q.
         println!(
             "the run would fail with exit 74: [archive] dir has {} bytes free, the archive needs about {}",
             r.free_bytes.unwrap_or(0),

@@ -92,7 +92,7 @@ pub(super) async fn export(
         quote_ident(&shape.time_column),
     );
     let mut splitter = VersionSplitter::new(&job.dir)?;
-    let progress = progress(job.json, "exporting", "rows");
+    let progress = progress(job.no_progress, "exporting", "rows");
     let mut rows = 0u64;
     let mut bounds = Bounds::default();
     let mut line = Vec::new();

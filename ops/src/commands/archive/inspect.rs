@@ -16,7 +16,7 @@ use super::recover::DirScan;
 use super::recover::Orphan;
 use super::recover::NO_MANIFEST;
 use super::stream::read_back;
-use crate::commands::Context;
+use crate::commands::{say, Context};
 use crate::error::{Exit, OpsError};
 use crate::table::{Align, Table};
 use crate::utils::{print_json, runtime, stdout_error};
@@ -148,7 +148,7 @@ pub(super) fn list(ctx: &Context) -> Result<(), OpsError> {
     if ctx.json {
         print_json(&entries)?;
     } else if entries.is_empty() {
-        println!("no archives in {}", config.archive.dir.display());
+        say!(ctx, "no archives in {}", config.archive.dir.display());
     } else {
         let mut table = Table::new(&[
             ("FILE", Align::Left),
@@ -188,7 +188,7 @@ pub(super) fn list(ctx: &Context) -> Result<(), OpsError> {
                 note,
             ]);
         }
-        print!("{}", table.render());
+        say!(ctx, "{}", table.render().trim_end());
     }
     orphan_error(&config.archive.dir, &orphans)
 }
@@ -272,7 +272,7 @@ pub(super) fn verify(ctx: &Context, file: Option<&Path>, all: bool) -> Result<()
         match outcome {
             Ok(archive) => {
                 if !ctx.json {
-                    println!("ok      {}", archive.display());
+                    say!(ctx, "ok      {}", archive.display());
                 }
                 results.push(VerifyEntry {
                     file: archive,

@@ -194,7 +194,7 @@ pub(super) async fn prune(
             row = shape.row_list
         )
     };
-    let progress = progress(job.json, "pruning", "rows deleted");
+    let progress = progress(job.no_progress, "pruning", "rows deleted");
     let mut pacer = Pacer::new(job.pace, job.batch_size);
     let mut deleted = 0u64;
     while let Some(batch) = rx.recv().await {

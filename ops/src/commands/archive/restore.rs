@@ -9,7 +9,7 @@ use super::check::verify_archive;
 use super::inspect::locate;
 use super::shape::TableShape;
 use super::stream::read_back;
-use crate::commands::Context;
+use crate::commands::{say, Context};
 use crate::db::{self, Answer};
 use crate::error::{Exit, OpsError};
 use crate::utils::{print_json, runtime};
@@ -74,7 +74,8 @@ pub(super) fn restore(ctx: &Context, file: &Path) -> Result<(), OpsError> {
             "file": archive, "table": manifest.body.table, "rows_inserted": inserted, "rows_skipped": skipped,
         }));
     }
-    println!(
+    say!(
+        ctx,
         "restored {inserted} rows from {} into {} ({skipped} skipped: their primary key already exists)",
         archive.display(),
         manifest.body.table
