@@ -10,8 +10,8 @@
 //! resumable from its journal, so it stays that way).
 //!
 //! What this module does not do: wake a command up. A command blocked in a long step notices the
-//! signal at its next safe point; commands that wait on children (`[services]` commands) poll
-//! [`received`] while they wait.
+//! signal at its next safe point; async code that waits on something a signal should cut short
+//! (a `[services]` command) selects on [`signalled`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -23,6 +23,13 @@ use crate::error::{Exit, OpsError};
 
 /// The first signal received (0: none yet).
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// Wakes [`signalled`] waiters when the first signal is recorded.
+static NOTIFY: OnceLock<tokio::sync::watch::Sender<bool>> = OnceLock::new();
+
+fn notifier() -> &'static tokio::sync::watch::Sender<bool> {
+    NOTIFY.get_or_init(|| tokio::sync::watch::channel(false).0)
+}
 
 /// Whether [`install`] succeeded (or why not), so a second call is free.
 static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
@@ -129,7 +136,10 @@ fn listen(ready: std::sync::mpsc::Sender<Result<(), String>>) {
 
 fn record(s: Signal) {
     match RECEIVED.compare_exchange(0, s.number(), Ordering::SeqCst, Ordering::SeqCst) {
-        Ok(_) => tracing::warn!("received {s}: stopping at the next safe point"),
+        Ok(_) => {
+            notifier().send_replace(true);
+            tracing::warn!("received {s}: stopping at the next safe point")
+        }
         Err(_) => tracing::warn!(
             "received {s} again: already stopping at the next safe point (kill -9 is safe too, and a rerun completes)"
         ),
@@ -139,6 +149,21 @@ fn record(s: Signal) {
 /// The first signal received since [`install`], if any.
 pub fn received() -> Option<Signal> {
     Signal::from_number(RECEIVED.load(Ordering::SeqCst))
+}
+
+/// Resolves with the first signal once one has been received (at once if one already was).
+/// Never resolves in a process that did not [`install`] the handlers.
+pub async fn signalled() -> Signal {
+    let mut rx = notifier().subscribe();
+    loop {
+        if let Some(s) = received() {
+            return s;
+        }
+        // The sender lives in a static, so `changed` fails only if it were dropped: wait forever.
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// A safe point: `Err` (exit 75, saying `done`) if a signal was received.

@@ -22,6 +22,7 @@ mod properties;
 pub(crate) mod recovery;
 pub mod run_lock;
 pub mod sealed;
+pub mod shell;
 pub mod signed;
 pub mod table;
 pub mod trust;

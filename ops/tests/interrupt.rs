@@ -30,8 +30,15 @@ fn world_with_backup() -> (World, String) {
 
 /// Adds `[services]` commands to the world's configuration.
 fn services(w: &World, stop: &str, start: &str) {
+    services_within(w, stop, start, 600)
+}
+
+/// Adds `[services]` commands, each bounded by `timeout_secs`.
+fn services_within(w: &World, stop: &str, start: &str, timeout_secs: u64) {
     w.edit_config(|text| {
-        format!("{text}\n[services]\nstop = [{stop:?}]\nstart = [{start:?}]\ntimeout_secs = 600\n")
+        format!(
+            "{text}\n[services]\nstop = [{stop:?}]\nstart = [{start:?}]\ntimeout_secs = {timeout_secs}\n"
+        )
     });
 }
 
@@ -78,6 +85,43 @@ fn a_signal_during_services_stop_kills_it_starts_services_and_restores_nothing()
         );
         assert_eq!(tables(&target), 0, "{s}: nothing was restored");
     }
+}
+
+/// The timeout is the same guard as a signal, without anyone there to send one: a stop command
+/// that hangs is killed with what it started, the services are started again, nothing restored.
+#[test]
+fn a_services_stop_command_outliving_its_timeout_is_killed_and_services_start_again() {
+    let (w, name) = world_with_backup();
+    let log = w.path("services.log");
+    let pidfile = w.path("stop-child.pid");
+    services_within(
+        &w,
+        &format!(
+            "echo stop >> {l}; sleep 600 & echo $! > {p}; wait",
+            l = log.display(),
+            p = pidfile.display()
+        ),
+        &format!("echo start >> {l}", l = log.display()),
+        1,
+    );
+    let target = TestDb::empty();
+    let out = common::run_within(
+        w.ops()
+            .args(["restore", &name, "--target-database-url", &target.url]),
+        Duration::from_secs(120),
+    );
+    out.expect_code(69)
+        .stderr_has("did not finish within 1 s and was killed")
+        .stderr_has("[services] start was run")
+        .stderr_has("nothing was restored");
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "stop\nstart\n");
+    assert_eq!(tables(&target), 0, "nothing was restored");
+    let pid = std::fs::read_to_string(&pidfile).expect("the stop command's child wrote its pid");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')),
+        "the stop command's child outlived the timeout: {stat}"
+    );
 }
 
 #[test]

@@ -107,11 +107,11 @@ pub async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     // A signal so far stops the run before anything changes, services included.
     interrupt::check("nothing was changed")?;
     if let Some(services) = plan.services {
-        match services::run_commands(&services.stop, services.timeout_secs, "stop", true) {
+        match services::run_commands(&services.stop, services.timeout_secs, "stop", true).await {
             Ok(stopped) => outcome.services_stopped = stopped,
             Err(e) => {
                 // Bring back whatever was stopped before the failure (or the signal).
-                let started = services::start(services, &mut outcome);
+                let started = services::start(services, &mut outcome).await;
                 return Err(add_hint(
                     interrupt::attribute(e),
                     &format!("nothing was restored; {started}"),
@@ -167,7 +167,7 @@ pub async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     .await
     .map_err(interrupt::attribute);
     if let Some(services) = plan.services {
-        let started = services::start(services, &mut outcome);
+        let started = services::start(services, &mut outcome).await;
         match restored {
             Ok(()) if outcome.services_started.len() < services.start.len() => {
                 return Err(OpsError::new(

@@ -1,24 +1,23 @@
 //! `[services] stop` and `start` around a restore: each command in a process group of its own,
 //! bounded by `[services] timeout_secs`; start runs even after a failure or a signal.
 
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ransomeye_kernel::config::Services;
 
 use super::Outcome;
 use crate::error::{Exit, OpsError};
 use crate::interrupt;
+use crate::shell::{self, Ended};
 
 /// Runs `[services] start` — after a restore, a failed one, or a signal: the platform must not
 /// stay down because of us. It runs to the end even after a signal (each command bounded by
 /// `timeout_secs`). Returns what happened, in words for the operator.
-pub(super) fn start(services: &Services, outcome: &mut Outcome) -> String {
+pub(super) async fn start(services: &Services, outcome: &mut Outcome) -> String {
     if services.start.is_empty() {
         return "no [services] start commands are configured".into();
     }
-    match run_commands(&services.start, services.timeout_secs, "start", false) {
+    match run_commands(&services.start, services.timeout_secs, "start", false).await {
         Ok(started) => {
             outcome.services_started = started;
             format!("[services] start was run ({})", services.start.join("; "))
@@ -32,70 +31,37 @@ pub(super) fn start(services: &Services, outcome: &mut Outcome) -> String {
 
 /// Runs each command with `sh -c`, in order, each bounded by `timeout_secs`; stops at the
 /// first failure (69 naming it). Returns the commands run. Each runs in a process group of its
-/// own: Ctrl-C on the terminal reaches only us, and a command that is killed (timeout, or a
-/// signal when `interruptible`) is killed with everything it started.
-pub(super) fn run_commands(
+/// own (see [`crate::shell`]); a signal to us kills the running one when `interruptible`.
+pub(super) async fn run_commands(
     commands: &[String],
     timeout_secs: u64,
     what: &str,
     interruptible: bool,
 ) -> Result<Vec<String>, OpsError> {
     let mut done = Vec::new();
+    let role = format!("[services] {what}");
     for command in commands {
         if interruptible {
-            interrupt::check(format!("[services] {what} stopped before `{command}`"))?;
+            interrupt::check(format!("{role} stopped before `{command}`"))?;
         }
-        let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", command])
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                OpsError::new(
-                    Exit::Unavailable,
-                    format!("cannot run [services] {what} command `{command}`: {e}"),
-                )
-            })?;
-        let kill = |child: &mut std::process::Child| {
-            let group = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-            let _ = child.wait();
-        };
-        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) => {
-                    if let Some(signal) = interrupt::received().filter(|_| interruptible) {
-                        kill(&mut child);
-                        return Err(interrupt::stopped(
-                            signal,
-                            format!("[services] {what} command `{command}` was killed"),
-                        ));
-                    }
-                    if Instant::now() >= deadline {
-                        kill(&mut child);
-                        break None;
-                    }
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => {
-                    return Err(OpsError::new(
-                        Exit::Software,
-                        format!("waiting for `{command}`: {e}"),
-                    ))
-                }
-            }
-        };
-        match status {
-            Some(s) if s.success() => done.push(command.clone()),
-            Some(s) => {
-                return Err(OpsError::new(Exit::Unavailable, format!("[services] {what} command `{command}` failed ({s})")))
-            }
-            None => {
+        match shell::run(command, Duration::from_secs(timeout_secs), interruptible, &role).await? {
+            Ended::Exited(s) if s.success() => done.push(command.clone()),
+            Ended::Exited(s) => {
                 return Err(OpsError::new(
                     Exit::Unavailable,
-                    format!("[services] {what} command `{command}` did not finish within {timeout_secs} s and was killed"),
+                    format!("{role} command `{command}` failed ({s})"),
+                ))
+            }
+            Ended::TimedOut => {
+                return Err(OpsError::new(
+                    Exit::Unavailable,
+                    format!("{role} command `{command}` did not finish within {timeout_secs} s and was killed"),
+                ))
+            }
+            Ended::Interrupted(signal) => {
+                return Err(interrupt::stopped(
+                    signal,
+                    format!("{role} command `{command}` was killed"),
                 ))
             }
         }
