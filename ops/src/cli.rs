@@ -253,8 +253,9 @@ Examples:
 
     /// Restore a backup into a database (and its files into a directory).
     ///
-    /// Procedure: check the backup's manifest; refuse a target database that has tables unless
-    /// --clean; run [services] stop; stream decrypt -> pg_restore (stdin, --exit-on-error,
+    /// Procedure: check the backup's manifest; take the restore lock (one restore at a time:
+    /// a lock file in [backup] dir and a lock on the target database); refuse a target database
+    /// that has tables unless --clean; run [services] stop; stream decrypt -> pg_restore (stdin, --exit-on-error,
     /// --single-transaction), verifying the dump as it streams and the file bundle beside it,
     /// and holding the dump's last bytes back until both checked out, so a damaged backup
     /// restores nothing and a failed restore leaves the target as it was; restore files under
@@ -276,7 +277,8 @@ Exit codes:
       failed, or a [services] command failed
   73  target database not empty (use --clean) or a file exists (use --yes)
   74  I/O error or disk full while restoring files
-  75  interrupted by a signal (services started), or a database lock
+  75  another restore is running, interrupted by a signal (services
+      started), or a database lock
   77  key not available, the database refused the role, or not root or
       ransomeye-admin
   78  the target database does not exist, or configuration error

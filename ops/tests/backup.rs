@@ -413,6 +413,62 @@ fn services_are_stopped_before_and_started_after_even_a_failed_restore() {
     assert_eq!(std::fs::read_to_string(&log).expect("log"), "stop\nstart\n");
 }
 
+/// Two restores at once would stop and start the same services under each other: the second
+/// exits 75 naming the first, before stopping anything, whether it finds the host's lock file
+/// held or (from another host) the target database's lock.
+#[test]
+fn a_second_restore_exits_75_before_stopping_services_or_touching_the_target() {
+    let w = world();
+    let name = backup(&w)["backup"].as_str().expect("name").to_string();
+    let log = w.path("services.log");
+    w.edit_config(|text| {
+        format!(
+            "{text}\n[services]\nstop = [\"echo stop >> {l}\"]\nstart = [\"echo start >> {l}\"]\n",
+            l = log.display()
+        )
+    });
+    let target = TestDb::empty();
+    let restore = |w: &World| {
+        run(w
+            .ops()
+            .args(["restore", &name, "--target-database-url", &target.url]))
+    };
+
+    std::fs::write(w.path("backups/.restore.lock"), b"pid 4242 on testhost\n").expect("write");
+    let held = hold_flock(&w.path("backups/.restore.lock"));
+    restore(&w)
+        .expect_code(75)
+        .stderr_has("another restore is running (pid 4242 on testhost)");
+    drop(held);
+
+    let holder = common::block_on(async {
+        let mut conn = target.connect().await;
+        sqlx::query("select pg_advisory_lock(hashtextextended('ransomeye-ops restore', 0))")
+            .execute(&mut conn)
+            .await
+            .expect("advisory lock");
+        conn
+    });
+    restore(&w).expect_code(75).stderr_has("restore");
+    assert!(
+        !log.exists(),
+        "services were stopped by a restore that could not proceed"
+    );
+    assert_eq!(
+        target.int(
+            "select count(*)::int8 from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = 'public'"
+        ),
+        0,
+        "the target was touched"
+    );
+    drop(holder);
+
+    // Both released: the restore runs.
+    restore(&w).expect_code(0);
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "stop\nstart\n");
+}
+
 #[test]
 fn drill_restores_into_a_scratch_database_checks_it_and_drops_it() {
     let w = world();

@@ -74,6 +74,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<(), OpsError> {
             clean: false,
             yes: false,
             services: None,
+            exclusive: false,
             progress: ctx.progress("restoring into the scratch database", "bytes"),
         };
         let phase = Instant::now();

@@ -1,8 +1,9 @@
 //! `restore`: a verified backup back into a database, and its files into a directory.
 //!
-//! [`run`] reads as the procedure: resolve the backup, the keys and the target → run the
-//! restore procedure with the configured services around it (`crate::recovery`, which
-//! `drill` runs too) → report → exit 65 when the restored data does not match the manifest.
+//! [`run`] reads as the procedure: resolve the backup, the keys and the target → take the
+//! restore lock → run the restore procedure with the configured services around it
+//! (`crate::recovery`, which `drill` runs too; it also locks the target database) → report →
+//! exit 65 when the restored data does not match the manifest.
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use crate::cli::RestoreArgs;
 use crate::error::OpsError;
 use crate::interrupt;
 use crate::recovery::{self, FilesTo, Plan};
+use crate::run_lock::RunLock;
 use crate::utils::{elapsed_ms, print_json, runtime};
 
 /// Runs `restore`.
@@ -40,7 +42,9 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
         yes: args.yes,
         progress: ctx.progress("restoring", "bytes"),
         services: Some(&config.services),
+        exclusive: true,
     };
+    let _lock = lock(&config.backup.dir)?;
     let rt = runtime()?;
     interrupt::install()?;
     let outcome = rt.block_on(recovery::restore(&plan))?;
@@ -71,4 +75,21 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<(), OpsError> {
         }
     }
     recovery::mismatch_error(&outcome)
+}
+
+/// One restore at a time on this host, whatever its target: two would stop and start the same
+/// services under each other and write the same files. The lock file lives in the backup
+/// directory; when that is read-only (backups restored from write-protected media) there is
+/// nowhere to put it, and the target database's lock (taken by the procedure) is what remains.
+fn lock(backup_dir: &std::path::Path) -> Result<Option<RunLock>, OpsError> {
+    let read_only = nix::sys::statvfs::statvfs(backup_dir)
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    if read_only || !backup_dir.is_dir() {
+        tracing::warn!(
+            dir = %backup_dir.display(),
+            "the backup directory is read-only or missing: only the target database is locked against a second restore"
+        );
+        return Ok(None);
+    }
+    RunLock::acquire(backup_dir, "restore", "restore").map(Some)
 }

@@ -46,6 +46,10 @@ pub struct Plan<'a> {
     pub yes: bool,
     /// Services to stop and start around the restore (`None`: leave them alone).
     pub services: Option<&'a Services>,
+    /// Hold the target database's restore lock (an advisory lock) for the whole run, so that a
+    /// second restore into it, from this host or another, exits 75 before changing anything.
+    /// `drill` restores into a scratch database of its own and needs none.
+    pub exclusive: bool,
     /// Shows the dump streaming into pg_restore (hidden off a terminal and with `--json`).
     pub progress: indicatif::ProgressBar,
 }
@@ -93,6 +97,9 @@ pub async fn restore(plan: &Plan<'_>) -> Result<Outcome, OpsError> {
     outcome.snapshot_time = manifest.body.snapshot_time.clone();
 
     let mut target = db::connect(&plan.target_url, "restore").await?;
+    if plan.exclusive {
+        crate::run_lock::advisory_lock(&mut target, "ransomeye-ops restore", "restore").await?;
+    }
     refuse_non_empty(&mut target, plan.clean).await?;
     let files = match &plan.files_to {
         Some(to) => {
