@@ -28,7 +28,10 @@ pub enum State {
 pub struct Body {
     /// Manifest format version.
     pub format: u32,
-    /// File name of the archive (in the same directory).
+    /// File name of the archive (in the same directory). Refused when it is anything but a
+    /// name (`../x`, `/etc/x`, `a/b`): a manifest is read before its signature is checked, and
+    /// its name must never lead the tool out of the archive directory.
+    #[serde(deserialize_with = "file_name")]
     pub file: String,
     /// Table the rows came from.
     pub table: String,
@@ -73,6 +76,18 @@ pub struct Body {
 /// A manifest file: the body, and who signed it (see [`crate::signed`]).
 pub type Manifest = Signed<Body>;
 
+/// Deserializes [`Body::file`], accepting only one plain path component.
+fn file_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    let mut parts = Path::new(&name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(n)), None) if n == name.as_str() => Ok(name),
+        _ => Err(serde::de::Error::custom(format!(
+            "file {name:?} is not a file name in the archive directory"
+        ))),
+    }
+}
+
 /// The manifest path of an archive file (`x.zst.enc` → `x.manifest.json`).
 pub fn manifest_path(archive: &Path) -> PathBuf {
     let name = archive
@@ -86,4 +101,45 @@ pub fn manifest_path(archive: &Path) -> PathBuf {
 /// The archive path of a manifest (`x.manifest.json` → `x.zst.enc`).
 pub fn archive_path(manifest: &Path, body: &Body) -> PathBuf {
     manifest.with_file_name(&body.file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_with_file(file: &str) -> Result<Body, serde_json::Error> {
+        let mut body = serde_json::json!({
+            "format": 1, "file": "logs_2026-01-01.zst.enc", "table": "audit_logs",
+            "primary_key": "id", "time_column": "created_at", "cutoff": "2026-01-01T00:00:00Z",
+            "rows": 1, "first_id": 1, "last_id": 1, "first_time": null, "last_time": null,
+            "plaintext_bytes": 1, "plaintext_sha256": "00", "file_bytes": 1, "file_sha256": "00",
+            "archive_key_id": "k", "zstd_level": 3,
+            "tool_version": "0", "created_at": "2026-01-01T00:00:00Z", "state": "written",
+            "rows_deleted": null
+        });
+        body["file"] = serde_json::Value::String(file.into());
+        serde_json::from_value(body)
+    }
+
+    #[test]
+    fn the_data_file_must_be_a_plain_name_in_the_same_directory() {
+        assert_eq!(
+            body_with_file("logs_2026-01-01.2.zst.enc")
+                .expect("a plain name")
+                .file,
+            "logs_2026-01-01.2.zst.enc"
+        );
+        for bad in [
+            "../x.zst.enc",
+            "/etc/shadow",
+            "sub/x.zst.enc",
+            "",
+            ".",
+            "..",
+            "x/",
+        ] {
+            let err = body_with_file(bad).expect_err(bad).to_string();
+            assert!(err.contains("is not a file name"), "{bad}: {err}");
+        }
+    }
 }
