@@ -8,6 +8,8 @@
 //! a COPY stream). The second is not a statement timeout: a long COPY that keeps streaming is
 //! never cut short, only one that stops answering. Both are read once from the configuration
 //! ([`configure`], called when a command loads it) and apply to every connection of the run.
+//! A wait for another session's lock is bounded a little below the answer timeout by
+//! `lock_timeout`, so that it reports a held lock (75), not a dead server (69).
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -112,8 +114,32 @@ pub async fn connect(url: &str, purpose: &str) -> Result<PgConnection, OpsError>
             .hint("something accepts connections there but does not answer like PostgreSQL: check the server (is it hung or stopped?) and [database] url; [database] connect_timeout_secs sets the wait"))
         }
     };
+    let mut conn = conn;
+    bound_lock_waits(&mut conn).await?;
     crate::failpoint::hold("db-connected");
     Ok(conn)
+}
+
+/// A wait for a lock another session holds is not a dead server: it gets a `lock_timeout` a
+/// little shorter than the answer timeout, so that it ends as "a lock is held, retry later"
+/// (55P03, exit 75) rather than "the database did not answer" (69). A shorter `lock_timeout`
+/// the administrator set (server, database or role) is kept.
+async fn bound_lock_waits(conn: &mut PgConnection) -> Result<(), OpsError> {
+    let answer = timeouts().answer;
+    let margin = (answer / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let limit_ms = i64::try_from(answer.saturating_sub(margin).as_millis())
+        .unwrap_or(i64::MAX)
+        .clamp(1, i64::from(i32::MAX));
+    sqlx::query(
+        "select set_config('lock_timeout', $1 || 'ms', false) \
+         where (select setting::int8 from pg_settings where name = 'lock_timeout') not between 1 and $2",
+    )
+    .bind(limit_ms.to_string())
+    .bind(limit_ms)
+    .execute(&mut *conn)
+    .answer("setting the lock timeout")
+    .await
+    .map(|_| ())
 }
 
 /// Bounds one wait for the database by the answer timeout: `query.fetch_one(&mut *conn)

@@ -283,6 +283,31 @@ fn a_drill_by_a_role_without_createdb_is_77() {
         .stderr_has("production was not touched");
 }
 
+/// Without an administrator's lock_timeout, a lock held longer than the answer timeout is
+/// still a held lock (75, retry later), not a dead server (69).
+#[test]
+fn a_table_lock_held_past_the_answer_timeout_is_75_not_69() {
+    let w = World::initialised(BIN);
+    let db = w.db();
+    db.execute(
+        "insert into audit_logs (created_at, actor, action) \
+                select now() - interval '60 days', 'a', 'b' from generate_series(1, 10)",
+    );
+    w.edit_config(|text| text.replacen("[database]\n", "[database]\nanswer_timeout_secs = 2\n", 1));
+    common::block_on(async {
+        let mut holder = hold_table_lock(&db.url, "access exclusive").await;
+        let out = run(w.ops().args(["archive", "--days", "30"]));
+        expect_documented(&["archive"], &out, 75);
+        out.stderr_has("lock").stderr_has("rerun later");
+        assert!(!out.stderr.contains("did not answer"), "{}", out.stderr);
+        sqlx::raw_sql("rollback")
+            .execute(&mut holder)
+            .await
+            .expect("rollback");
+    });
+    // An administrator's shorter lock_timeout is kept, not lengthened (the test below).
+}
+
 #[test]
 fn a_table_lock_held_past_the_lock_timeout_is_75() {
     let w = World::initialised(BIN);
