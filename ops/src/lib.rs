@@ -6,6 +6,7 @@
 //! [`error::OpsError`]s, printed as `error:`/`hint:` and turned into sysexits codes here only.
 
 pub(crate) mod backup_set;
+pub mod bus;
 pub mod cli;
 pub mod commands;
 pub mod db;

@@ -112,8 +112,30 @@ fn is_default_answer_timeout(secs: &u32) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bus {
-    /// NATS URL, e.g. `nats://127.0.0.1:4222`.
+    /// NATS URL, e.g. `nats://127.0.0.1:4222` (`tls://` to require TLS).
     pub url: String,
+    /// CA certificates (PEM) the server's certificate must chain to. Set it for a bus that
+    /// speaks TLS: without it the system's roots are used, which a private CA is not among.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that verifies its clients (`verify: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM): a secret, refused when others may read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Bus {
+    /// A plain `[bus]`: the URL, no TLS files.
+    pub fn new(url: String) -> Self {
+        Bus {
+            url,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 /// `[keys]`
@@ -437,6 +459,32 @@ impl Config {
         }
         if !(self.bus.url.starts_with("nats://") || self.bus.url.starts_with("tls://")) {
             return Err(fail("bus", "url", "must be a nats:// or tls:// URL".into()));
+        }
+        for (key, value) in [
+            ("tls_ca", &self.bus.tls_ca),
+            ("tls_cert", &self.bus.tls_cert),
+            ("tls_key", &self.bus.tls_key),
+        ] {
+            if value.as_ref().is_some_and(|p| !p.is_absolute()) {
+                return Err(fail("bus", key, "must be an absolute path".into()));
+            }
+        }
+        match (&self.bus.tls_cert, &self.bus.tls_key) {
+            (Some(_), None) => {
+                return Err(fail(
+                    "bus",
+                    "tls_cert",
+                    "is set without tls_key (a client certificate needs its key)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(fail(
+                    "bus",
+                    "tls_key",
+                    "is set without tls_cert (a key needs its client certificate)".into(),
+                ))
+            }
+            _ => {}
         }
         if !is_sql_identifier(&self.archive.table, true) {
             return Err(fail(
@@ -792,6 +840,42 @@ public_key = "{PK}"
         let err = parse(&text).expect_err("injection").to_string();
         assert!(err.contains(":11:"), "{err}");
         assert!(err.contains("[archive] table"), "{err}");
+    }
+
+    #[test]
+    fn bus_tls_files_parse_and_a_half_pair_or_relative_path_is_refused() {
+        let tls = "url = \"tls://bus:4222\"\ntls_ca = \"/etc/ransomeye/tls/ca.crt\"\n\
+                   tls_cert = \"/etc/ransomeye/tls/ops.crt\"\ntls_key = \"/etc/ransomeye/tls/ops.key\"";
+        let c = parse(&sample().replace("url = \"nats://127.0.0.1:4222\"", tls)).expect("valid");
+        assert_eq!(
+            c.bus.tls_ca,
+            Some(PathBuf::from("/etc/ransomeye/tls/ca.crt"))
+        );
+        assert_eq!(
+            c.bus.tls_key,
+            Some(PathBuf::from("/etc/ransomeye/tls/ops.key"))
+        );
+        let text = c.to_toml(Path::new("x.toml")).expect("serialise");
+        assert_eq!(parse(&text).expect("round trip"), c);
+
+        let half = sample().replace(
+            "url = \"nats://127.0.0.1:4222\"",
+            "url = \"tls://bus:4222\"\ntls_cert = \"/etc/ransomeye/tls/ops.crt\"",
+        );
+        let err = parse(&half).expect_err("cert without key").to_string();
+        assert!(
+            err.contains("[bus] tls_cert: is set without tls_key"),
+            "{err}"
+        );
+        let relative = sample().replace(
+            "url = \"nats://127.0.0.1:4222\"",
+            "url = \"tls://bus:4222\"\ntls_ca = \"ca.crt\"",
+        );
+        let err = parse(&relative).expect_err("relative").to_string();
+        assert!(
+            err.contains("[bus] tls_ca: must be an absolute path"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
         .prop_map(
             |(database, bus_url, keys_dir, archive, backup, services, trust)| Config {
                 database,
-                bus: Bus { url: bus_url },
+                bus: Bus::new(bus_url),
                 keys: Keys { dir: keys_dir },
                 archive,
                 backup,

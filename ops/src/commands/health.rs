@@ -179,11 +179,7 @@ async fn run_checks(config: &Config, timeout: Duration) -> Vec<Check> {
             timeout,
             services::check_database(&config.database.url, timeout)
         ),
-        bounded(
-            "bus",
-            timeout,
-            services::check_bus(&config.bus.url, timeout)
-        ),
+        bounded("bus", timeout, services::check_bus(&config.bus, timeout)),
         bounded(
             "disk",
             timeout,

@@ -135,9 +135,7 @@ fn refuse_existing(config_path: &Path, keys: &KeyDir) -> Result<(), OpsError> {
 fn build_config(args: &InitArgs, keys: &KeyDir, signing: &SigningKey) -> Result<Config, OpsError> {
     let config = Config {
         database: config::Database::new(args.database_url.clone()),
-        bus: config::Bus {
-            url: args.nats_url.clone(),
-        },
+        bus: config::Bus::new(args.nats_url.clone()),
         keys: config::Keys {
             dir: keys.path().to_path_buf(),
         },

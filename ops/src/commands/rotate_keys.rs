@@ -157,7 +157,7 @@ impl Session {
     async fn connect(&mut self) -> Result<(PgConnection, TrustBus), OpsError> {
         let mut conn = db::connect(&self.config.database.url, "rotate-keys").await?;
         run_lock::advisory_lock(&mut conn, "ransomeye-ops rotate-keys", "key rotation").await?;
-        let bus = TrustBus::connect(&self.config.bus.url).await?;
+        let bus = TrustBus::connect(&self.config.bus).await?;
         if self.dry_run {
             if let Some(change) = bus.check_stream().await? {
                 self.would.push(change);

@@ -91,6 +91,15 @@ struct Cli {
     /// NATS URL of the bus.
     #[arg(long, value_name = "URL")]
     nats_url: String,
+    /// CA certificate (PEM) the bus server's certificate must chain to (a bus with TLS).
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a bus that verifies its clients; needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// How many agents to simulate.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     agents: u32,
@@ -186,10 +195,10 @@ fn fail(err: &SimError) -> ExitCode {
 async fn run(cli: Cli) -> Result<(), SimError> {
     let partition = Partition::new(cli.agents as usize, cli.ack_fraction, cli.forge_fraction)
         .map_err(|e| SimError::new(Exit::Usage, e))?;
-    let trust = initial_trust(cli.config)?;
+    let trust = initial_trust(cli.config.clone())?;
     let mut conn = connect_database(&cli.database_url).await?;
     // Checked now, so that a wrong URL fails before anything is registered.
-    let client = connect_bus(&cli.nats_url).await?;
+    let client = connect_bus(&cli).await?;
 
     let started = Instant::now();
     let fleet = Fleet::generate(partition, trust)
@@ -230,7 +239,7 @@ async fn run(cli: Cli) -> Result<(), SimError> {
         drop(client);
         emit("registered")?;
         wait_for_stdin_line().await?;
-        connect_bus(&cli.nats_url).await?
+        connect_bus(&cli).await?
     } else {
         client
     };
@@ -451,23 +460,30 @@ async fn connect_database(url: &str) -> Result<sqlx::PgConnection, SimError> {
         .map_err(|e| unavailable(&e))
 }
 
-async fn connect_bus(url: &str) -> Result<async_nats::Client, SimError> {
-    async_nats::ConnectOptions::new()
+async fn connect_bus(cli: &Cli) -> Result<async_nats::Client, SimError> {
+    let url = &cli.nats_url;
+    let mut options = async_nats::ConnectOptions::new()
         .name("ransomeye-agent-sim")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|e| {
-            let exit = match e.kind() {
-                async_nats::ConnectErrorKind::ServerParse => Exit::Usage,
-                _ => Exit::Unavailable,
-            };
-            SimError::new(
-                exit,
-                format!("cannot connect to the bus {}: {e}", redact_url(url)),
-            )
-            .hint("check that nats-server is running there")
-        })
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(ca) = &cli.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    options.connect(url).await.map_err(|e| {
+        let exit = match e.kind() {
+            async_nats::ConnectErrorKind::ServerParse => Exit::Usage,
+            _ => Exit::Unavailable,
+        };
+        SimError::new(
+            exit,
+            format!("cannot connect to the bus {}: {e}", redact_url(url)),
+        )
+        .hint("check that nats-server is running there")
+    })
 }
 
 /// Writes one line on stdout and flushes it, so a reader waiting for it sees it now.

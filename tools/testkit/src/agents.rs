@@ -31,6 +31,14 @@ impl AgentSim {
         sim
     }
 
+    /// Agents that ack, on the bus at `nats_url`, with extra simulator `flags` (e.g. the TLS
+    /// files: `--tls-ca`, `--tls-cert`, `--tls-key`); returns once they listen.
+    pub fn start_with(world: &World, nats_url: &str, agents: u32, flags: &[&str]) -> AgentSim {
+        let mut sim = AgentSim::spawn(world, nats_url, agents, 1.0, flags);
+        sim.wait_for(|l| l == "ready");
+        sim
+    }
+
     /// Agents that are offline (`--hold`, plus `flags`): registered in the database, not yet on
     /// the bus. Returns once they are registered; [`AgentSim::connect`] brings them back.
     pub fn start_held(world: &World, nats_url: &str, agents: u32, flags: &[&str]) -> AgentSim {

@@ -32,10 +32,11 @@ pub mod run;
 pub mod runtime;
 pub mod services;
 pub mod sessions;
+pub mod tls;
 pub mod world;
 
 pub use agents::{field, AgentSim};
-pub use bus::{stored_message, OwnBus};
+pub use bus::{stored_message, BusTls, OwnBus};
 pub use db::{with_database, TestDb};
 pub use files::{tree, Entry};
 pub use net::{closed_port, SilentServer};
@@ -46,4 +47,5 @@ pub use run::{finish, kill_after, run, run_within, spawn, stdout_bytes, Run, Run
 pub use runtime::block_on;
 pub use services::{database_url, nats_url, repo_root, services, Services};
 pub use sessions::{backends_of, hold_flock, hold_table_lock, until_backend};
+pub use tls::{Issued, Pki, Role};
 pub use world::World;

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use ransomeye_kernel::config;
 use sqlx::Connection;
 
 use super::{Check, Status};
@@ -80,25 +81,18 @@ pub(super) async fn check_database(url: &str, timeout: Duration) -> Check {
     check
 }
 
-pub(super) async fn check_bus(url: &str, timeout: Duration) -> Check {
+pub(super) async fn check_bus(bus: &config::Bus, timeout: Duration) -> Check {
     let mut check = Check::new("bus");
     let connect = Instant::now();
-    let client = match async_nats::ConnectOptions::new()
-        .connection_timeout(timeout)
-        .request_timeout(Some(timeout))
-        .max_reconnects(0)
-        .connect(url)
-        .await
-    {
+    let client = match crate::bus::connect(bus, timeout).await {
         Ok(c) => c,
         Err(e) => {
-            check.degrade(
-                Status::Critical,
-                format!("cannot connect to {}: {e}", redact_url(url)),
-            );
+            let hint = e.hint.map(|h| format!(" ({h})")).unwrap_or_default();
+            check.degrade(Status::Critical, format!("{}{hint}", e.what));
             return check;
         }
     };
+    // The connection includes one round trip; a second one measures it alone.
     check
         .metrics
         .insert("connect_ms".into(), elapsed_ms(connect));

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use ransomeye_kernel::config;
 use ransomeye_trust::{ack_subject, AckCheck, AckOutcome, Broadcast, RotationId, TrustUpdate};
 use serde_json::{json, Value};
 
@@ -96,29 +97,16 @@ pub struct TrustBus {
 }
 
 fn unavailable(url: &str, what: impl std::fmt::Display) -> OpsError {
-    OpsError::new(
-        Exit::Unavailable,
-        format!("bus {}: {what}", crate::utils::redact_url(url)),
-    )
-    .hint("check that nats-server (with JetStream) is running and [bus] url (or $RANSOMEYE_NATS_URL) is right; `ransomeye-ops health` tells more")
+    crate::bus::unavailable(&config::Bus::new(url.to_string()), what)
 }
 
 impl TrustBus {
-    /// Connects, failing with 69 when the bus is unreachable.
-    pub async fn connect(url: &str) -> Result<TrustBus, OpsError> {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(REQUEST_TIMEOUT)
-            .request_timeout(Some(REQUEST_TIMEOUT))
-            .connect(url)
-            .await
-            .map_err(|e| unavailable(url, format!("cannot connect: {e}")))?;
-        client
-            .flush()
-            .await
-            .map_err(|e| unavailable(url, format!("no round trip: {e}")))?;
+    /// Connects as `[bus]` says (TLS included), failing with 69 when the bus is unreachable.
+    pub async fn connect(bus: &config::Bus) -> Result<TrustBus, OpsError> {
+        let client = crate::bus::connect(bus, REQUEST_TIMEOUT).await?;
         Ok(TrustBus {
             client,
-            url: url.to_string(),
+            url: bus.url.clone(),
         })
     }
 
