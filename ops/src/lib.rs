@@ -20,9 +20,11 @@ pub mod privilege;
 #[cfg(test)]
 mod properties;
 pub(crate) mod recovery;
+pub mod resources;
 pub mod run_lock;
 pub mod sealed;
 pub mod signed;
+pub mod size;
 pub mod table;
 pub mod trust;
 pub mod utils;

@@ -1,0 +1,526 @@
+//! `tune postgres` and `tune workers` end to end: the real server's settings beside the
+//! recommendations, configuration files rewritten in place, a real gunicorn started with the
+//! written configuration, and a real cgroup limit honoured.
+//!
+//! `tune postgres --apply` is only run with --dry-run here: the shared PostgreSQL serves every
+//! other test, and its configuration must not change under them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run, World, BIN};
+
+fn setting<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["settings"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
+#[test]
+fn postgres_16gib_4cpus_oltp_100_connections_against_the_real_servers_values() {
+    let w = World::initialised(BIN);
+    let out = run(w.ops().args([
+        "--json",
+        "tune",
+        "postgres",
+        "--memory",
+        "16GiB",
+        "--cpus",
+        "4",
+        "--connections",
+        "100",
+        "--workload",
+        "oltp",
+    ]));
+    out.expect_code(0);
+    let report = out.json();
+    // The table of the example, worked by hand in pgtune.rs.
+    for (name, value) in [
+        ("max_connections", "100"),
+        ("shared_buffers", "4GB"),
+        ("effective_cache_size", "10066329kB"),
+        ("maintenance_work_mem", "1GB"),
+        ("wal_buffers", "16MB"),
+        ("work_mem", "40329kB"),
+        ("min_wal_size", "2GB"),
+        ("max_wal_size", "8GB"),
+        ("random_page_cost", "1.1"),
+        ("max_parallel_workers_per_gather", "2"),
+    ] {
+        assert_eq!(
+            setting(&report, name)["recommended"],
+            value,
+            "{name}: {report}"
+        );
+    }
+    assert_eq!(report["settings"].as_array().map(Vec::len), Some(16));
+    // Current values are the server's own.
+    let db = w.db();
+    assert_eq!(
+        setting(&report, "max_connections")["current"],
+        db.text("show max_connections").as_str()
+    );
+    let shared = db.text("show shared_buffers");
+    assert_eq!(
+        setting(&report, "shared_buffers")["current"],
+        shared.as_str()
+    );
+    assert_eq!(
+        setting(&report, "shared_buffers")["change"],
+        shared != "4GB"
+    );
+    // shared_buffers needs a restart, work_mem does not.
+    assert_eq!(
+        setting(&report, "shared_buffers")["restart"],
+        shared != "4GB"
+    );
+    assert_eq!(setting(&report, "work_mem")["restart"], false);
+    let fragment = report["fragment"].as_str().unwrap_or("");
+    assert!(
+        fragment.contains("\nshared_buffers = '4GB'\t# 25 % of 16.00 GiB\n"),
+        "{fragment}"
+    );
+    assert!(report["applied"].is_null());
+}
+
+#[test]
+fn postgres_human_report_is_a_table_then_the_fragment() {
+    let w = World::initialised(BIN);
+    let out = run(w.ops().args([
+        "tune",
+        "postgres",
+        "--memory",
+        "2GiB",
+        "--cpus",
+        "2",
+        "--connections",
+        "50",
+    ]));
+    out.expect_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("Planning for 2.00 GiB memory (--memory), 2 CPUs (--cpus), 50 connections (--connections)."), "{}", out.stdout);
+    assert!(
+        lines.iter().any(|l| l.starts_with("SETTING")
+            && l.contains("CURRENT")
+            && l.contains("RECOMMENDED")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("shared_buffers ")
+            && l.contains("512MB")
+            && l.contains("25 % of 2.00 GiB")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "\nmax_worker_processes = 8\t# 2 CPUs (fewer than 4): PostgreSQL's default\n"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn postgres_connections_come_from_the_worker_configurations_plus_headroom() {
+    let w = World::initialised(BIN);
+    let gunicorn = w.path("gunicorn.conf.py");
+    let celery = w.path("celeryconfig.py");
+    std::fs::write(&gunicorn, "workers = 9\nthreads = 2\n").expect("should succeed");
+    std::fs::write(&celery, "broker_url = 'nats://x'\nworker_concurrency = 4\n")
+        .expect("should succeed");
+    let out = run(w
+        .ops()
+        .args([
+            "--json", "tune", "postgres", "--memory", "4GiB", "--cpus", "4",
+        ])
+        .arg("--gunicorn-config")
+        .arg(&gunicorn)
+        .arg("--celery-config")
+        .arg(&celery));
+    out.expect_code(0);
+    let report = out.json();
+    // 9 x 2 + 4 = 22 pooled connections; headroom max(ceil(22 / 4), 30) = 30.
+    assert_eq!(report["inputs"]["connections"], 52, "{report}");
+    assert!(
+        report["sources"]["connections"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("pools 22 + headroom 30"),
+        "{report}"
+    );
+}
+
+#[test]
+fn postgres_output_writes_the_fragment_and_never_replaces_a_file() {
+    let w = World::initialised(BIN);
+    let file = w.path("tune.conf");
+    let args = [
+        "tune",
+        "postgres",
+        "--memory",
+        "16GiB",
+        "--cpus",
+        "4",
+        "--connections",
+        "100",
+        "-o",
+    ];
+    run(w.ops().args(args).arg(&file)).expect_code(0);
+    let written = std::fs::read_to_string(&file).expect("should succeed");
+    assert!(written.starts_with("# Written by ransomeye-ops tune postgres: 16.00 GiB memory, 4 CPUs, 100 connections, oltp workload, ssd storage.\n"), "{written}");
+    assert_eq!(written.lines().filter(|l| !l.starts_with('#')).count(), 16);
+    run(w.ops().args(args).arg(&file)).expect_code(73);
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("should succeed"),
+        written
+    );
+}
+
+#[test]
+fn postgres_apply_dry_run_names_the_conf_d_file_and_changes_nothing() {
+    let w = World::initialised(BIN);
+    let db = w.db();
+    let config_file = PathBuf::from(db.text("show config_file"));
+    let conf_dir = config_file.parent().expect("should succeed").join("conf.d");
+    let before = listing(&conf_dir);
+    let out = run(w.ops().args([
+        "--json",
+        "tune",
+        "postgres",
+        "--memory",
+        "16GiB",
+        "--cpus",
+        "4",
+        "--apply",
+        "--dry-run",
+    ]));
+    let text = std::fs::read_to_string(&config_file).unwrap_or_default();
+    if !text
+        .lines()
+        .any(|l| l.trim_start().starts_with("include_dir"))
+    {
+        // A server without include_dir is refused, not edited.
+        out.expect_code(78).stderr_has("has no include_dir");
+        return;
+    }
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(report["applied"]["dry_run"], true);
+    assert_eq!(
+        report["applied"]["file"],
+        conf_dir
+            .join("90-ransomeye-tune.conf")
+            .to_string_lossy()
+            .as_ref(),
+        "{report}"
+    );
+    assert_eq!(
+        listing(&conf_dir),
+        before,
+        "a dry run changed {}",
+        conf_dir.display()
+    );
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+const GUNICORN_CONF: &str = "# the platform's gunicorn\nimport multiprocessing\n\nbind = \"127.0.0.1:8000\"\nworkers = multiprocessing.cpu_count() * 2 + 1\ntimeout = 30\n";
+
+#[test]
+fn workers_rewrite_only_their_lines_and_dry_run_changes_nothing() {
+    let dir = tempfile::tempdir().expect("should succeed");
+    let gunicorn = dir.path().join("gunicorn.conf.py");
+    let celery = dir.path().join("celeryconfig.py");
+    std::fs::write(&gunicorn, GUNICORN_CONF).expect("should succeed");
+    std::fs::write(&celery, "broker_url = 'redis://localhost'\n").expect("should succeed");
+    let tune = |extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "tune",
+            "workers",
+            "--cpus",
+            "4",
+            "--memory",
+            "8GiB",
+            "--per-worker-memory",
+            "256MiB",
+        ])
+        .arg("--gunicorn-config")
+        .arg(&gunicorn)
+        .arg("--celery-config")
+        .arg(&celery)
+        .args(extra)
+        // No configuration: max_connections is not checked, and that is only a warning.
+        .env("RANSOMEYE_CONFIG", dir.path().join("none.toml"));
+        run(&mut cmd)
+    };
+    let out = tune(&["--dry-run"]);
+    out.expect_code(0).stderr_has("max_connections not checked");
+    assert!(out.stdout.contains("would write `workers = 9  # ransomeye-ops tune workers: (2 x 4 CPUs) + 1 = 9; memory allows 25"), "{}", out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(&gunicorn).expect("should succeed"),
+        GUNICORN_CONF
+    );
+
+    tune(&[]).expect_code(0);
+    let text = std::fs::read_to_string(&gunicorn).expect("should succeed");
+    let expected_line = "workers = 9  # ransomeye-ops tune workers: (2 x 4 CPUs) + 1 = 9; memory allows 25 (0.8 x 8.00 GiB available / 256.00 MiB per worker = 25)";
+    assert_eq!(
+        text,
+        GUNICORN_CONF.replace(
+            "workers = multiprocessing.cpu_count() * 2 + 1",
+            expected_line
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(&celery).expect("should succeed"),
+        "broker_url = 'redis://localhost'\nworker_concurrency = 4  # ransomeye-ops tune workers: 4 CPUs; memory left after gunicorn allows 16\n"
+    );
+    // A second run finds nothing to change.
+    let again = tune(&["--json"]);
+    again.expect_code(0);
+    assert_eq!(again.json()["files"][0]["unchanged"], true);
+}
+
+#[test]
+fn workers_refuse_an_assignment_over_several_lines() {
+    let dir = tempfile::tempdir().expect("should succeed");
+    let gunicorn = dir.path().join("gunicorn.conf.py");
+    let original = "workers = max(\n    2, 4)\n";
+    std::fs::write(&gunicorn, original).expect("should succeed");
+    let out = run(Command::new(BIN)
+        .args([
+            "tune",
+            "workers",
+            "--cpus",
+            "2",
+            "--memory",
+            "4GiB",
+            "--gunicorn-config",
+        ])
+        .arg(&gunicorn)
+        .env("RANSOMEYE_CONFIG", dir.path().join("none.toml")));
+    out.expect_code(65)
+        .stderr_has("line 1: `workers` is set by an expression over several lines");
+    assert_eq!(
+        std::fs::read_to_string(&gunicorn).expect("should succeed"),
+        original
+    );
+}
+
+#[test]
+fn workers_warn_when_the_pools_exceed_max_connections() {
+    let w = World::initialised(BIN);
+    let max: i64 = w.db().int("select current_setting('max_connections')::int");
+    // 512 CPUs, memory for all: gunicorn 1025 + Celery 512 connections.
+    let out = run(w
+        .ops()
+        .args(["tune", "workers", "--cpus", "512", "--memory", "1TiB"]));
+    out.expect_code(0).stderr_has(&format!(
+        "the pools hold 1537 connections (1025 gunicorn workers x 1 threads + 512 Celery) but PostgreSQL's max_connections is {max}"
+    ));
+}
+
+/// Waits until `pid` has exactly `n` child processes, or panics at the deadline.
+fn wait_for_children(pid: u32, n: usize, deadline: Duration) -> usize {
+    let start = Instant::now();
+    loop {
+        let count = children(pid).len();
+        if count == n {
+            return count;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "gunicorn {pid} has {count} workers after {deadline:?}, expected {n}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc")
+        .expect("should succeed")
+        .flatten()
+    {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // Fields after the command (which may hold spaces) in parentheses: state, ppid, ...
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            continue;
+        };
+        if rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_real_gunicorn_started_with_the_written_config_spawns_the_computed_workers() {
+    let gunicorn = which("gunicorn").expect(
+        "gunicorn is not installed: scripts/test installs it (sandbox_install_deps), or apt-get install gunicorn",
+    );
+    let dir = tempfile::tempdir().expect("should succeed");
+    std::fs::write(dir.path().join("app.py"), "def application(environ, start_response):\n    start_response('200 OK', [])\n    return [b'ok']\n").expect("should succeed");
+    let conf = dir.path().join("gunicorn.conf.py");
+    let port = common::closed_port();
+    std::fs::write(&conf, format!("bind = \"127.0.0.1:{port}\"\nworkers = 1\n"))
+        .expect("should succeed");
+    // 2 CPUs would be 5 workers; 1 GiB at 256 MiB each leaves floor(0.8 x 4) = 3.
+    let out = run(Command::new(BIN)
+        .args([
+            "--json",
+            "tune",
+            "workers",
+            "--cpus",
+            "2",
+            "--memory",
+            "1GiB",
+            "--per-worker-memory",
+            "256MiB",
+            "--gunicorn-config",
+        ])
+        .arg(&conf)
+        .env("RANSOMEYE_CONFIG", dir.path().join("none.toml")));
+    out.expect_code(0);
+    let computed = out.json()["workers"]["gunicorn"].as_u64().unwrap_or(0) as usize;
+    assert_eq!(computed, 3);
+    let mut master = Command::new(gunicorn)
+        .args(["--config"])
+        .arg(&conf)
+        .args(["--chdir"])
+        .arg(dir.path())
+        .arg("app:application")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("should succeed");
+    let pid = master.id();
+    let result =
+        std::panic::catch_unwind(|| wait_for_children(pid, computed, Duration::from_secs(30)));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = master.wait();
+    assert_eq!(result.expect("should succeed"), 3);
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// A transient cgroup made for one test and removed after it.
+struct TestCgroup {
+    dirs: Vec<PathBuf>,
+}
+
+impl TestCgroup {
+    /// A cgroup limited to `memory` bytes and one CPU, on cgroup v1 (memory and cpu
+    /// controllers) or v2.
+    fn new(memory: u64) -> TestCgroup {
+        let name = format!("ransomeye-test-{}", std::process::id());
+        let root = Path::new("/sys/fs/cgroup");
+        let mut dirs = Vec::new();
+        if root.join("cgroup.controllers").exists() {
+            let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory +cpu");
+            let dir = root.join(&name);
+            std::fs::create_dir(&dir).expect("create a v2 cgroup (needs root)");
+            std::fs::write(dir.join("memory.max"), memory.to_string()).expect("memory.max");
+            std::fs::write(dir.join("cpu.max"), "100000 100000").expect("cpu.max");
+            dirs.push(dir);
+        } else {
+            let mem = root.join("memory").join(&name);
+            std::fs::create_dir(&mem).expect("create a v1 memory cgroup (needs root)");
+            std::fs::write(mem.join("memory.limit_in_bytes"), memory.to_string()).expect("limit");
+            dirs.push(mem);
+            let cpu = root.join("cpu").join(&name);
+            std::fs::create_dir(&cpu).expect("create a v1 cpu cgroup (needs root)");
+            std::fs::write(cpu.join("cpu.cfs_quota_us"), "100000").expect("quota");
+            std::fs::write(cpu.join("cpu.cfs_period_us"), "100000").expect("period");
+            dirs.push(cpu);
+        }
+        TestCgroup { dirs }
+    }
+
+    /// A shell line that moves the shell into the cgroup (every hierarchy) before it execs.
+    fn enter(&self) -> String {
+        self.dirs
+            .iter()
+            .map(|d| format!("echo $$ > {}/cgroup.procs && ", d.display()))
+            .collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+#[test]
+fn a_real_cgroup_memory_and_cpu_limit_lower_than_the_hosts_is_honoured() {
+    let host_memory: u64 = std::fs::read_to_string("/proc/meminfo")
+        .expect("should succeed")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("should succeed")
+        * 1024;
+    let limit: u64 = 1 << 30;
+    assert!(
+        host_memory > limit,
+        "the host must have more than 1 GiB for this test"
+    );
+    let cgroup = TestCgroup::new(limit);
+    let dir = tempfile::tempdir().expect("should succeed");
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{}exec \"$0\" --json tune workers --per-worker-memory 128MiB",
+            cgroup.enter()
+        ))
+        .arg(BIN)
+        .env("RANSOMEYE_CONFIG", dir.path().join("none.toml")));
+    drop(cgroup);
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(
+        report["resources"]["cgroup_memory"]["value"], limit,
+        "{report}"
+    );
+    assert!(
+        report["available_memory"].as_u64().unwrap_or(u64::MAX) <= limit,
+        "{report}"
+    );
+    assert_eq!(report["cpus"], 1, "{report}");
+    // One CPU: (2 x 1) + 1 = 3 gunicorn workers, whatever the host has.
+    assert_eq!(report["workers"]["gunicorn"], 3, "{report}");
+}
