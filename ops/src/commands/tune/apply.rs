@@ -200,14 +200,21 @@ fn read_back(path: &Path, expected: &str) -> Result<(), OpsError> {
     Ok(())
 }
 
-/// A row of pg_file_settings: file, line, name, applied, error.
+/// A row of pg_file_settings: file, line, name, value, applied, error; and the setting's
+/// context.
 type FileSetting = (
     Option<String>,
     Option<i32>,
     Option<String>,
+    Option<String>,
     bool,
     Option<String>,
+    Option<String>,
 );
+
+/// What pg_file_settings says of a changed setting that only a restart can apply: not an
+/// error in the file (pending_restart reports it after the reload).
+const NEEDS_RESTART: &str = "setting could not be applied";
 
 /// Asks the server to parse its files: errors in ours fail (78); settings of ours that a later
 /// file overrides, and errors in other files, are noted.
@@ -217,27 +224,35 @@ async fn check(
     applied: &mut Applied,
 ) -> Result<(), OpsError> {
     let rows: Vec<FileSetting> = sqlx::query_as(
-        "select sourcefile, sourceline, name, applied, error from pg_file_settings order by seqno",
+        "select f.sourcefile, f.sourceline, f.name, f.setting, f.applied, f.error, s.context \
+         from pg_file_settings f left join pg_settings s on s.name = f.name order by f.seqno",
     )
     .fetch_all(&mut *conn)
     .answer("checking the configuration files (pg_file_settings)")
     .await?;
     let ours = file.to_string_lossy();
     let mut errors = Vec::new();
-    for (source, line, name, was_applied, error) in &rows {
+    for (source, line, name, value, was_applied, error, context) in &rows {
         let source = source.as_deref().unwrap_or("?");
         let name = name.as_deref().unwrap_or("?");
+        let waits_for_restart =
+            error.as_deref() == Some(NEEDS_RESTART) && context.as_deref() == Some("postmaster");
+        if waits_for_restart {
+            continue;
+        }
         match error {
-            Some(error) if source == ours => {
-                errors.push(format!("line {}: {name}: {error}", line.unwrap_or(0)))
-            }
+            Some(error) if source == ours => errors.push(format!(
+                "line {}: {name} = '{}': {error}",
+                line.unwrap_or(0),
+                value.as_deref().unwrap_or("")
+            )),
             Some(error) => applied
                 .other_errors
                 .push(format!("{source}:{}: {name}: {error}", line.unwrap_or(0))),
             None if source == ours && !was_applied => {
                 let winner = rows
                     .iter()
-                    .find(|r| r.2.as_deref() == Some(name) && r.3)
+                    .find(|r| r.2.as_deref() == Some(name) && r.4)
                     .and_then(|r| r.0.clone())
                     .unwrap_or_else(|| "a later file".into());
                 applied.overridden.push((name.to_string(), winner));
