@@ -525,3 +525,198 @@ fn a_real_cgroup_memory_and_cpu_limit_lower_than_the_hosts_is_honoured() {
     // One CPU: (2 x 1) + 1 = 3 gunicorn workers, whatever the host has.
     assert_eq!(report["workers"]["gunicorn"], 3, "{report}");
 }
+
+/// A throwaway PostgreSQL cluster of this test's own (initdb in a temp directory, on a free
+/// port), so that `--apply` changes a configuration no other test uses. Stopped on drop.
+///
+/// A local stand-in: tools/testkit is getting a shared throwaway cluster, which should replace
+/// this once it lands.
+struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        common::require_root("runs initdb and pg_ctl as user postgres");
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server packages in /usr/lib/postgresql")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").is_file())
+            .max_by_key(|b| {
+                b.parent()
+                    .and_then(|p| p.file_name())
+                    .and_then(|n| n.to_string_lossy().parse::<u32>().ok())
+                    .unwrap_or(0)
+            })
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chown = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+        let data = dir.path().join("data");
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = Cluster {
+            dir,
+            bin,
+            port: common::closed_port(),
+        };
+        c.pg_ctl("start");
+        c
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-o", &options, "-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "-t", "60", "-m", "fast", action])
+            .output()
+            .expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn show(&self, setting: &str) -> String {
+        let out = Command::new("psql")
+            .arg(self.url())
+            .args(["-X", "-A", "-t", "-c", &format!("show {setting}")])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[test]
+fn postgres_apply_on_a_throwaway_cluster_writes_checks_reloads_and_rolls_back_a_rejected_fragment()
+{
+    let cluster = Cluster::start();
+    let w = World::empty(BIN);
+    w.init_with(&cluster.url(), &common::services().nats_url)
+        .expect_code(0);
+    let conf = cluster.data().join("postgresql.conf");
+    let original = std::fs::read_to_string(&conf).expect("postgresql.conf");
+    let apply = |memory: &str| {
+        run(w.ops().args([
+            "--json",
+            "tune",
+            "postgres",
+            "--apply",
+            "--memory",
+            memory,
+            "--cpus",
+            "4",
+            "--connections",
+            "50",
+        ]))
+    };
+
+    // initdb's postgresql.conf has no include_dir: refused, and left as it was.
+    apply("4GiB")
+        .expect_code(78)
+        .stderr_has("has no include_dir: tune will not edit it");
+    assert_eq!(
+        std::fs::read_to_string(&conf).expect("postgresql.conf"),
+        original
+    );
+
+    std::fs::write(&conf, format!("{original}include_dir = 'conf.d'\n")).expect("write");
+    let conf_d = cluster.data().join("conf.d");
+    std::fs::create_dir(&conf_d).expect("conf.d");
+    let out = apply("4GiB");
+    out.expect_code(0);
+    let report = out.json();
+    let fragment = conf_d.join("90-ransomeye-tune.conf");
+    assert_eq!(
+        std::fs::read_to_string(&fragment).expect("fragment"),
+        report["fragment"].as_str().unwrap_or("")
+    );
+    // Reloaded: a setting that needs no restart is in effect now; shared_buffers waits.
+    // 4 GiB = 4194304 kB: (4194304 - 1048576) / ((50 + 4) x 3) = 19418.0 -> 19418kB.
+    assert_eq!(cluster.show("work_mem"), "19418kB");
+    assert_eq!(cluster.show("random_page_cost"), "1.1");
+    let pending: Vec<&str> = report["applied"]["pending_restart"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(pending.contains(&"shared_buffers"), "{report}");
+    assert!(pending.contains(&"max_connections"), "{report}");
+    assert_eq!(cluster.show("shared_buffers"), "128MB");
+
+    // A second apply keeps the fragment it replaces.
+    let first = std::fs::read_to_string(&fragment).expect("fragment");
+    let out = apply("8GiB");
+    out.expect_code(0);
+    let backup = PathBuf::from(out.json()["applied"]["backup"].as_str().unwrap_or(""));
+    assert_eq!(std::fs::read_to_string(&backup).expect("backup"), first);
+    let second = std::fs::read_to_string(&fragment).expect("fragment");
+
+    // A value the server rejects (effective_cache_size beyond its range): rolled back, 78.
+    apply("100TiB")
+        .expect_code(78)
+        .stderr_has("the server rejects")
+        .stderr_has("effective_cache_size");
+    assert_eq!(
+        std::fs::read_to_string(&fragment).expect("fragment"),
+        second
+    );
+
+    // After a restart, SHOW returns the restart-only values of the fragment.
+    cluster.pg_ctl("restart");
+    assert_eq!(cluster.show("shared_buffers"), "2GB");
+    assert_eq!(cluster.show("max_connections"), "50");
+    // 8 GiB = 8388608 kB: (8388608 - 2097152) / ((50 + 4) x 3) = 38836.1 -> 38836kB.
+    assert_eq!(cluster.show("work_mem"), "38836kB");
+}

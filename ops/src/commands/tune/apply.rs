@@ -70,7 +70,7 @@ pub async fn apply(
         Err(e) => return Err(PathError::new(FileAction::Read, &file, e).into()),
     };
     let unchanged = previous.as_deref() == Some(fragment);
-    let backup_name = dir.join(format!("{FRAGMENT_NAME}.{}.bak", utc_stamp()));
+    let backup_name = free_backup_name(&dir, &utc_stamp());
     let mut applied = Applied {
         file: file.clone(),
         backup: previous
@@ -113,6 +113,18 @@ pub async fn apply(
             .answer("reading pending_restart")
             .await?;
     Ok(applied)
+}
+
+/// `90-ransomeye-tune.conf.<stamp>.bak`, or `.<stamp>.<n>.bak` when runs in the same second
+/// made that one already (a backup is never replaced).
+fn free_backup_name(dir: &Path, stamp: &str) -> PathBuf {
+    let mut n = 1u32;
+    let mut name = dir.join(format!("{FRAGMENT_NAME}.{stamp}.bak"));
+    while name.symlink_metadata().is_ok() {
+        n += 1;
+        name = dir.join(format!("{FRAGMENT_NAME}.{stamp}.{n}.bak"));
+    }
+    name
 }
 
 /// The server's postgresql.conf, which must be on this host.
@@ -417,6 +429,23 @@ mod tests {
         assert!(err.what.contains("has no include_dir"), "{}", err.what);
         let err = include_dir(&conf, "include_dir = 'missing'\n").expect_err("should fail");
         assert!(err.what.contains("is not a directory"), "{}", err.what);
+    }
+
+    #[test]
+    fn backups_made_in_the_same_second_get_their_own_names() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let first = free_backup_name(d.path(), "20261201T220000Z");
+        assert_eq!(
+            first,
+            d.path().join("90-ransomeye-tune.conf.20261201T220000Z.bak")
+        );
+        std::fs::write(&first, "a").expect("write");
+        let second = free_backup_name(d.path(), "20261201T220000Z");
+        assert_eq!(
+            second,
+            d.path()
+                .join("90-ransomeye-tune.conf.20261201T220000Z.2.bak")
+        );
     }
 
     #[test]
