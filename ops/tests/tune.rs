@@ -299,6 +299,25 @@ fn workers_rewrite_only_their_lines_and_dry_run_changes_nothing() {
 }
 
 #[test]
+fn workers_with_a_missing_configuration_file_exit_66_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(Command::new(BIN)
+        .args([
+            "tune",
+            "workers",
+            "--cpus",
+            "2",
+            "--memory",
+            "4GiB",
+            "--gunicorn-config",
+        ])
+        .arg(dir.path().join("gunicorn.conf.py"))
+        .env("RANSOMEYE_CONFIG", dir.path().join("none.toml")));
+    out.expect_code(66).stderr_has("gunicorn.conf.py");
+    assert_eq!(listing(dir.path()), Vec::<String>::new());
+}
+
+#[test]
 fn workers_refuse_an_assignment_over_several_lines() {
     let dir = tempfile::tempdir().expect("should succeed");
     let gunicorn = dir.path().join("gunicorn.conf.py");

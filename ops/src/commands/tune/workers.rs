@@ -149,6 +149,9 @@ fn set_in_file(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // A missing file is 66 before anything is created beside it (the lock file).
+    std::fs::metadata(path)
+        .map_err(|e| OpsError::from(PathError::new(FileAction::Open, path, e)))?;
     // Two runs rewriting one file at once would lose one's change: one at a time.
     let _lock = if dry_run {
         None
