@@ -463,7 +463,10 @@ impl TestCgroup {
     /// A cgroup limited to `memory` bytes and one CPU, on cgroup v1 (memory and cpu
     /// controllers) or v2.
     fn new(memory: u64) -> TestCgroup {
-        let name = format!("ransomeye-test-{}", std::process::id());
+        // Unique per process and per cgroup (cargo test runs tests as threads of one process).
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ransomeye-test-{}-{n}", std::process::id());
         let root = Path::new("/sys/fs/cgroup");
         let mut dirs = Vec::new();
         if root.join("cgroup.controllers").exists() {
@@ -738,4 +741,38 @@ fn postgres_apply_on_a_throwaway_cluster_writes_checks_reloads_and_rolls_back_a_
     assert_eq!(cluster.show("max_connections"), "50");
     // 8 GiB = 8388608 kB: (8388608 - 2097152) / ((50 + 4) x 3) = 38836.1 -> 38836kB.
     assert_eq!(cluster.show("work_mem"), "38836kB");
+}
+
+#[test]
+fn postgres_plans_for_the_servers_cgroup_not_the_hosts() {
+    let limit: u64 = 1 << 30;
+    // Declared first, dropped last: the cluster stops before its cgroup is removed.
+    let cgroup = TestCgroup::new(limit);
+    let cluster = Cluster::start();
+    let postmaster =
+        std::fs::read_to_string(cluster.data().join("postmaster.pid")).expect("postmaster.pid");
+    let pid = postmaster.lines().next().unwrap_or("").trim().to_string();
+    // The backends forked from now on (ours included) start in the postmaster's cgroup.
+    for dir in &cgroup.dirs {
+        std::fs::write(dir.join("cgroup.procs"), &pid).expect("move the postmaster");
+    }
+    let w = World::empty(BIN);
+    w.init_with(&cluster.url(), &common::services().nats_url)
+        .expect_code(0);
+    // This process is not in the cgroup: the limit can only come from the server's.
+    let out = run(w
+        .ops()
+        .args(["--json", "tune", "postgres", "--connections", "20"]));
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(report["inputs"]["memory"], limit, "{report}");
+    assert_eq!(report["inputs"]["cpus"], 1, "{report}");
+    assert_eq!(
+        report["sources"]["memory"], "the PostgreSQL server's cgroup on this host",
+        "{report}"
+    );
+    // 1 GiB: shared_buffers 25 % = 256MB.
+    assert_eq!(setting(&report, "shared_buffers")["recommended"], "256MB");
+    drop(cluster);
+    drop(cgroup);
 }
