@@ -735,12 +735,46 @@ fn postgres_apply_on_a_throwaway_cluster_writes_checks_reloads_and_rolls_back_a_
         second
     );
 
+    // Killed (as by SIGKILL) after writing the 4 GiB fragment, before the check and the reload,
+    // with the temp file of an earlier killed write beside it: the rerun finds its fragment in
+    // place, removes the stale temp file, checks and reloads.
+    let stale = conf_d.join(".90-ransomeye-tune.conf.tmp-0123456789abcdef");
+    std::fs::write(&stale, "half a fragm").expect("stale temp");
+    let aged = Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(&stale)
+        .status()
+        .expect("touch");
+    assert!(aged.success());
+    let killed = run(w
+        .ops()
+        .args([
+            "tune",
+            "postgres",
+            "--apply",
+            "--memory",
+            "4GiB",
+            "--cpus",
+            "4",
+            "--connections",
+            "50",
+        ])
+        .env("RANSOMEYE_FAILPOINT", "tune-fragment-written"));
+    assert_ne!(killed.code, 0, "{}", killed.stderr);
+    assert_eq!(std::fs::read_to_string(&fragment).expect("fragment"), first);
+    // Still the 8 GiB fragment's: (8388608 - 2097152) / ((50 + 4) x 3) = 38836.1 -> 38836kB.
+    assert_eq!(cluster.show("work_mem"), "38836kB", "not reloaded yet");
+    let out = apply("4GiB");
+    out.expect_code(0);
+    assert_eq!(out.json()["applied"]["unchanged"], true);
+    assert!(!stale.exists(), "the stale temp file is still there");
+    assert_eq!(cluster.show("work_mem"), "19418kB");
+
     // After a restart, SHOW returns the restart-only values of the fragment.
     cluster.pg_ctl("restart");
-    assert_eq!(cluster.show("shared_buffers"), "2GB");
+    assert_eq!(cluster.show("shared_buffers"), "1GB");
     assert_eq!(cluster.show("max_connections"), "50");
-    // 8 GiB = 8388608 kB: (8388608 - 2097152) / ((50 + 4) x 3) = 38836.1 -> 38836kB.
-    assert_eq!(cluster.show("work_mem"), "38836kB");
+    assert_eq!(cluster.show("max_worker_processes"), "4");
 }
 
 #[test]

@@ -21,7 +21,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use super::postgres::Server;
-use super::utc_stamp;
+use super::{remove_stale_temps, utc_stamp};
 use crate::commands::{say, Context};
 use crate::db::Answer;
 use crate::error::{Exit, OpsError};
@@ -86,7 +86,9 @@ pub async fn apply(
     if dry_run {
         return Ok(applied);
     }
+    let started = std::time::SystemTime::now();
     let _lock = RunLock::acquire(&dir, "ransomeye-tune", "tune postgres --apply")?;
+    remove_stale_temps(&dir, |target| target.starts_with(FRAGMENT_NAME), started);
     let meta = std::fs::metadata(&config_file)
         .map_err(|e| OpsError::from(PathError::new(FileAction::Read, &config_file, e)))?;
     // The server reads conf.d as its own user: the fragment gets postgresql.conf's owner and
@@ -100,6 +102,9 @@ pub async fn apply(
         write_atomic(&file, fragment.as_bytes(), ownership, Replace::Allowed)?;
         read_back(&file, fragment)?;
     }
+    // A crash here leaves the new fragment unchecked and not reloaded: a rerun checks and
+    // reloads it (the crash test).
+    crate::failpoint::hit("tune-fragment-written");
     if let Err(e) = check(conn, &file, &mut applied).await {
         if !unchanged {
             roll_back(&file, previous.as_deref(), ownership)?;

@@ -13,7 +13,7 @@ use ransomeye_kernel::atomic_file::{write_atomic, Replace};
 use ransomeye_kernel::{FileAction, PathError};
 use serde::Serialize;
 
-use super::{host_resources, pools, pyconf};
+use super::{host_resources, pools, pyconf, remove_stale_temps};
 use crate::cli::TuneWorkersArgs;
 use crate::commands::{say, Context};
 use crate::db::Answer;
@@ -153,6 +153,7 @@ fn set_in_file(
     std::fs::metadata(path)
         .map_err(|e| OpsError::from(PathError::new(FileAction::Open, path, e)))?;
     // Two runs rewriting one file at once would lose one's change: one at a time.
+    let started = std::time::SystemTime::now();
     let _lock = if dry_run {
         None
     } else {
@@ -168,6 +169,10 @@ fn set_in_file(
             &format!("tune workers of {}", path.display()),
         )?)
     };
+    if !dry_run {
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        remove_stale_temps(dir, |target| Some(target) == file_name.as_deref(), started);
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| OpsError::from(PathError::new(FileAction::Open, path, e)))?;
     let name = names
