@@ -414,6 +414,27 @@ Examples:
     --prometheus /var/lib/node_exporter/textfile/ransomeye.prom")]
     Health(HealthArgs),
 
+    /// Recommend (and apply) PostgreSQL settings and gunicorn/Celery worker counts for this host.
+    ///
+    /// Sizes PostgreSQL and the platform's worker pools from the memory and CPUs this host
+    /// really offers: the host's, lowered by the limits of the cgroup the service runs in (v1 and
+    /// v2; the lower wins), overridable with --memory and --cpus. Every number comes with the
+    /// formula that gave it. `tune postgres` shows current -> recommended for each setting and
+    /// writes a postgresql.conf fragment (--apply: as a conf.d include, then reloads);
+    /// `tune workers` sets gunicorn's `workers` and Celery's `worker_concurrency` in their
+    /// configuration files.
+    #[command(after_long_help = "\
+Exit codes:
+   0  done
+  64  usage error (a subcommand is missing)
+  Each subcommand's --help lists its own.
+
+Examples:
+  ransomeye-ops tune postgres --dry-run
+  ransomeye-ops tune postgres --workload oltp --apply
+  ransomeye-ops tune workers --gunicorn-config /etc/ransomeye/gunicorn.conf.py --dry-run")]
+    Tune(TuneArgs),
+
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     ///
     /// Works for any user. Touches nothing; prints to stdout.
@@ -765,4 +786,201 @@ pub struct HealthArgs {
     /// Also write node_exporter textfile metrics to FILE (atomically)
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+}
+
+/// `tune` arguments.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// What to tune
+    #[command(subcommand)]
+    pub command: TuneCommand,
+}
+
+/// The workload PostgreSQL is sized for (PGTune's database types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Web application: many short queries, few writes
+    Web,
+    /// Online transaction processing: many short reads and writes (RansomEye's ingest)
+    Oltp,
+    /// Data warehouse: few long analytical queries
+    Dw,
+    /// A mix of short transactions and reports
+    Mixed,
+}
+
+/// The storage PostgreSQL's data directory is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// Solid-state (SSD, NVMe, SAN)
+    Ssd,
+    /// Spinning disks
+    Hdd,
+}
+
+/// `tune` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TuneCommand {
+    /// Recommend PostgreSQL settings for this host; --apply writes them as a conf.d include.
+    ///
+    /// Reads the server's current values (pg_settings) and shows current -> recommended for
+    /// every setting, with the formula behind it, then the complete postgresql.conf fragment
+    /// (or --output FILE). Memory and CPUs are the database host's: the host's figures, lowered
+    /// by the limits of the cgroup the PostgreSQL server runs in when it runs on this host
+    /// (found from the backend serving our connection), else this process's; --memory and
+    /// --cpus override them (give both when the database is on another host).
+    ///
+    /// Formulas (RAM = memory, in kB; PGTune's, with RansomEye's defaults): shared_buffers = 25
+    /// % of RAM; effective_cache_size = 60 % of RAM (the core and NATS share the host; PGTune's
+    /// 75 % is --effective-cache 75); maintenance_work_mem = RAM / 16 (dw: RAM / 8), at most 8
+    /// GB; wal_buffers = 3 % of shared_buffers, at most 16 MB (14-16 MB rounds to 16 MB), at
+    /// least 32 kB; work_mem = (RAM - shared_buffers) / ((max_connections +
+    /// max_worker_processes) x 3), halved for dw and mixed, at least 4 MB; min_wal_size /
+    /// max_wal_size = 1 GB / 4 GB (web, mixed), 2 GB / 8 GB (oltp), 4 GB / 16 GB (dw);
+    /// checkpoint_completion_target = 0.9; default_statistics_target = 100 (dw: 500);
+    /// random_page_cost = 1.1 on ssd, 4 on hdd; effective_io_concurrency = 200 on ssd, 2 on
+    /// hdd; with 4 CPUs or more: max_worker_processes = max_parallel_workers = CPUs,
+    /// max_parallel_workers_per_gather = ceil(CPUs / 2) (at most 4 unless dw),
+    /// max_parallel_maintenance_workers = ceil(CPUs / 2), at most 4 (below 4 CPUs PostgreSQL's
+    /// defaults 8, 2, 8, 2 stay); max_connections = --connections, else the platform's pools
+    /// (gunicorn workers x threads + Celery concurrency, from --gunicorn-config and
+    /// --celery-config, else as `tune workers` would set them on this host) plus headroom: 25 %
+    /// of the pools, at least 30.
+    ///
+    /// --apply writes the fragment atomically as 90-ransomeye-tune.conf in the directory of the
+    /// server's postgresql.conf `include_dir` (the server must be on this host; a postgresql.conf
+    /// without include_dir is refused, exit 78, rather than edited), keeping a copy of the file
+    /// it replaces (90-ransomeye-tune.conf.<UTC time>.bak), checks pg_file_settings (an error
+    /// puts the previous file back: exit 78), reloads the configuration and reports the
+    /// settings that need a restart (pending_restart). --dry-run with --apply says what would be
+    /// written and changes nothing.
+    ///
+    /// Touches: nothing without --apply (and --output FILE); with --apply, the fragment and its
+    /// backup in the server's conf.d, and a configuration reload.
+    #[command(after_long_help = "\
+Exit codes:
+   0  recommended (and applied)
+  64  usage error
+  65  the server reported a value this tool does not understand
+  66  --gunicorn-config or --celery-config missing
+  69  database unreachable or not answering
+  73  --output exists, or the conf.d directory is not writable
+  74  I/O error
+  75  another tune postgres --apply is running, or the server did not
+      read its files within 10 s of the reload
+  77  not root or ransomeye-admin, or the role may not read pg_file_settings
+      or reload
+  78  configuration error: postgresql.conf has no include_dir, the server's
+      files are not on this host, or the server rejected the new settings
+      (the previous file was put back)
+
+Examples:
+  ransomeye-ops tune postgres --dry-run
+  ransomeye-ops --json tune postgres --memory 16GiB --cpus 4 --connections 100
+  ransomeye-ops tune postgres --workload oltp --storage ssd --apply")]
+    Postgres(TunePostgresArgs),
+
+    /// Set gunicorn's workers and Celery's concurrency from this host's CPUs and memory.
+    ///
+    /// Gunicorn workers = (2 x CPUs) + 1, capped by memory: at most 0.8 x available memory /
+    /// --per-worker-memory. Celery concurrency = CPUs, within the memory slots gunicorn's workers
+    /// left (at least 1). CPUs and available memory are the host's, lowered by the limits of
+    /// this process's cgroup (v1 and v2): run it in the service's container or unit, or pass
+    /// --cpus and --memory. Available memory is the host's MemAvailable, or what the cgroup's
+    /// limit leaves beside its current use when lower.
+    ///
+    /// Rewrites the `workers = ...` line of the gunicorn configuration (Python; added if
+    /// missing) and the `worker_concurrency = ...` line of the Celery configuration (or an
+    /// existing CELERYD_CONCURRENCY), atomically, keeping everything else byte for byte. Warns
+    /// when the pools together (gunicorn workers x threads + Celery concurrency) exceed
+    /// PostgreSQL's max_connections (read from [database] url when a configuration is there).
+    /// --dry-run shows the lines it would write and changes nothing.
+    ///
+    /// Touches: the two configuration files given; nothing else (restart the services to use
+    /// the new numbers).
+    #[command(after_long_help = "\
+Exit codes:
+   0  computed (and written)
+  64  usage error
+  65  a configuration file sets the value in a way this tool cannot rewrite
+      (an expression over several lines)
+  66  a configuration file is missing
+  73  a configuration file's directory is not writable
+  74  I/O error
+  75  another tune workers is rewriting the same file
+  77  not root or ransomeye-admin, or a file is not readable
+
+Examples:
+  ransomeye-ops tune workers --dry-run
+  ransomeye-ops tune workers --gunicorn-config /etc/ransomeye/gunicorn.conf.py \\
+    --celery-config /etc/ransomeye/celeryconfig.py --per-worker-memory 300MiB")]
+    Workers(TuneWorkersArgs),
+}
+
+/// `tune postgres` arguments.
+#[derive(Debug, Args)]
+pub struct TunePostgresArgs {
+    /// The workload to size for
+    #[arg(long, value_enum, default_value_t = Workload::Oltp)]
+    pub workload: Workload,
+    /// Memory to plan for (e.g. 16GiB) [default: the database host's, cgroup-aware]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPUs to plan for [default: the database host's, cgroup-aware]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub cpus: Option<u32>,
+    /// max_connections to plan for [default: the platform's pools plus headroom]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: Option<u32>,
+    /// The storage of the data directory
+    #[arg(long, value_enum, default_value_t = Storage::Ssd)]
+    pub storage: Storage,
+    /// effective_cache_size as a percentage of memory (PGTune uses 75)
+    #[arg(long, value_name = "PERCENT", default_value_t = 60, value_parser = clap::value_parser!(u32).range(10..=90))]
+    pub effective_cache: u32,
+    /// Gunicorn configuration whose `workers` (and `threads`) count in the pools
+    #[arg(long, value_name = "PATH")]
+    pub gunicorn_config: Option<PathBuf>,
+    /// Celery configuration whose `worker_concurrency` counts in the pools
+    #[arg(long, value_name = "PATH")]
+    pub celery_config: Option<PathBuf>,
+    /// Also write the fragment to FILE (atomically, never replacing a file)
+    #[arg(short, long, value_name = "FILE", conflicts_with = "apply")]
+    pub output: Option<PathBuf>,
+    /// Write the fragment into the server's conf.d, check it and reload the configuration
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: say what would be written and backed up; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `tune workers` arguments.
+#[derive(Debug, Args)]
+pub struct TuneWorkersArgs {
+    /// Gunicorn configuration file (Python) whose `workers` line to set
+    #[arg(long, value_name = "PATH")]
+    pub gunicorn_config: Option<PathBuf>,
+    /// Celery configuration file (Python) whose `worker_concurrency` line to set
+    #[arg(long, value_name = "PATH")]
+    pub celery_config: Option<PathBuf>,
+    /// Memory one worker process needs (resident), e.g. 300MiB
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub per_worker_memory: u64,
+    /// Memory available to the workers [default: this host's available memory, cgroup-aware]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPUs the workers may use [default: this host's, cgroup-aware]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub cpus: Option<u32>,
+    /// Show the lines that would be written; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Parses a `SIZE` argument (binary units: 16GiB, 512MiB, 16G).
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::size::parse(s)
 }

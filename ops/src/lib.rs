@@ -21,10 +21,12 @@ pub mod privilege;
 #[cfg(test)]
 mod properties;
 pub(crate) mod recovery;
+pub mod resources;
 pub mod run_lock;
 pub mod sealed;
 pub mod shell;
 pub mod signed;
+pub mod size;
 pub mod table;
 pub mod trust;
 pub mod utils;

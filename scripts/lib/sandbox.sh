@@ -110,6 +110,8 @@ sandbox_install_deps() {
     command -v runuser >/dev/null 2>&1 || pkgs+=(util-linux)
     command -v setsid >/dev/null 2>&1 || pkgs+=(util-linux)
     command -v timeout >/dev/null 2>&1 || pkgs+=(coreutils)
+    # tune workers' test starts a real gunicorn with the configuration it wrote.
+    command -v gunicorn >/dev/null 2>&1 || pkgs+=(gunicorn)
     # de-duplicate
     if ((${#pkgs[@]})); then
         mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)

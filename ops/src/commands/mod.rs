@@ -8,6 +8,7 @@ pub mod health;
 pub mod init;
 pub mod restore;
 pub mod rotate_keys;
+pub mod tune;
 pub mod verify;
 
 use ransomeye_kernel::config::{self, Config, ConfigSource};
@@ -90,6 +91,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
         Command::RotateKeys(args) => rotate_keys::run(&ctx, &args)
             .map_err(|e| e.with_guarantee("the active trust key is unchanged")),
         Command::Health(args) => health::run(&ctx, &args),
+        Command::Tune(args) => tune::run(&ctx, &args).map(|()| 0),
         Command::Completions { .. } | Command::Man => Err(OpsError::new(
             Exit::Software,
             "completions and man are handled before dispatch",
