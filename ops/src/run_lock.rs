@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use ransomeye_kernel::access::{Ownership, ADMIN_GROUP};
-use ransomeye_kernel::atomic_file::{temp_target, AtomicFile};
+use ransomeye_kernel::atomic_file::{self, AtomicFile};
 use ransomeye_kernel::{FileAction, PathError};
 use sqlx::PgConnection;
 
@@ -88,32 +88,14 @@ impl RunLock {
     }
 }
 
-/// Removes what a run killed while creating the lock file left: its temp file
-/// (`.<lock name>.tmp-<random>`, exactly [`temp_target`]'s names), when it is older than this
-/// run. Called with the lock held, so the lock file exists and no run creates one now; a run
-/// racing this one to create it made its temp file after `started`, and it is left alone.
-/// Best effort: a leftover that stays is only an empty file.
+/// Removes what a run killed while creating the lock file left: its temp file, when it is older
+/// than this run. Called with the lock held, so the lock file exists and no run creates one now.
 fn remove_stale_temps(dir: &Path, lock: &Path, started: std::time::SystemTime) {
     let Some(lock_name) = lock.file_name().and_then(|n| n.to_str()) else {
         return;
     };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let is_ours = name
-            .to_str()
-            .and_then(temp_target)
-            .is_some_and(|target| target == lock_name);
-        let older = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|modified| modified < started);
-        if is_ours && older {
-            tracing::info!(file = %entry.path().display(), "removing a lock file's temp file left by a killed run");
-            let _ = std::fs::remove_file(entry.path());
-        }
+    for file in atomic_file::remove_stale_temps(dir, |target| target == lock_name, started) {
+        tracing::info!(file = %file.display(), "removed a lock file's temp file left by a killed run");
     }
 }
 

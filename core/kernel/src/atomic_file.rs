@@ -191,6 +191,34 @@ pub fn temp_target(name: &str) -> Option<&str> {
     (random && !target.is_empty()).then_some(target)
 }
 
+/// Removes from `dir` the temporary files (exactly [`temp_target`]'s names) made for a final name
+/// `ours` accepts and last modified before `started`: what a run killed mid-write left. Call it
+/// holding the lock that makes this run the only writer of those names; a temp file newer than
+/// `started` belongs to a racing writer and is left alone. Best effort (a leftover that stays is
+/// only a file the next run tries again); returns the paths removed, for the caller to log.
+pub fn remove_stale_temps(
+    dir: &Path,
+    ours: impl Fn(&str) -> bool,
+    started: std::time::SystemTime,
+) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_ours = name.to_str().and_then(temp_target).is_some_and(&ours);
+        let older = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified < started);
+        if is_ours && older && fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// Moves a committed file back to a temporary name of its own (`.<name>.tmp-<random>`), as the
 /// first step of deleting it: a crash after this leaves what an unfinished run leaves, which
 /// the next run recognises with [`temp_target`]. Returns the temporary path.

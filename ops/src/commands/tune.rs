@@ -44,23 +44,8 @@ fn host_resources(process: Process) -> Result<Resources, OpsError> {
 /// Removes the temp files a killed run left in `dir` (older than `started`) for the files this
 /// run owns (`ours(final name)`); the run that now holds the lock writes them anew.
 fn remove_stale_temps(dir: &Path, ours: impl Fn(&str) -> bool, started: std::time::SystemTime) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let is_ours = name
-            .to_str()
-            .and_then(ransomeye_kernel::atomic_file::temp_target)
-            .is_some_and(&ours);
-        let older = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|modified| modified < started);
-        if is_ours && older {
-            tracing::info!(file = %entry.path().display(), "removing a temp file left by a killed run");
-            let _ = std::fs::remove_file(entry.path());
-        }
+    for file in ransomeye_kernel::atomic_file::remove_stale_temps(dir, ours, started) {
+        tracing::info!(file = %file.display(), "removed a temp file left by a killed run");
     }
 }
 
