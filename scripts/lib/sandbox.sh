@@ -110,6 +110,8 @@ sandbox_install_deps() {
     command -v runuser >/dev/null 2>&1 || pkgs+=(util-linux)
     command -v setsid >/dev/null 2>&1 || pkgs+=(util-linux)
     command -v timeout >/dev/null 2>&1 || pkgs+=(coreutils)
+    # systemd-tmpfiles: the differential test of `clean` (ops/tests/clean.rs).
+    command -v systemd-tmpfiles >/dev/null 2>&1 || pkgs+=(systemd)
     # de-duplicate
     if ((${#pkgs[@]})); then
         mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
