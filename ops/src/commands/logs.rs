@@ -116,24 +116,25 @@ fn archive_run(ctx: &Context, config: &Config, args: &LogsArchiveArgs) -> Result
         };
         let scan = candidates::scan(dir, &config.logs.pattern, cutoff, now, &open)?;
         dir_report.skipped = scan.skipped;
-        for candidate in &scan.candidates {
-            let outcome = if args.dry_run {
-                Outcome::Archived(archive::Archived {
-                    path: candidate.path.clone(),
-                    archive: archive_dir.join(
-                        store::Layout::for_name(&candidate.name, config.logs.encrypt)
-                            .archive_name(&candidate.name),
-                    ),
-                    bytes: candidate.size,
-                    archive_bytes: 0,
+        let outcomes = if args.dry_run {
+            scan.candidates
+                .iter()
+                .map(|candidate| {
+                    Outcome::Archived(archive::Archived {
+                        path: candidate.path.clone(),
+                        archive: archive_dir.join(
+                            store::Layout::for_name(&candidate.name, config.logs.encrypt)
+                                .archive_name(&candidate.name),
+                        ),
+                        bytes: candidate.size,
+                        archive_bytes: 0,
+                    })
                 })
-            } else {
-                crate::interrupt::check(format_args!(
-                    "{} log file(s) archived; the rest stay for the next run",
-                    report.archived_files
-                ))?;
-                archive::archive_one(candidate, &archive_dir, config.logs.encrypt, &keys)?
-            };
+                .collect()
+        } else {
+            archive_all(&scan.candidates, &archive_dir, config.logs.encrypt, &keys)?
+        };
+        for outcome in outcomes {
             tally(&mut report, &outcome);
             dir_report.outcomes.push(outcome);
         }
@@ -170,6 +171,60 @@ fn archive_run(ctx: &Context, config: &Config, args: &LogsArchiveArgs) -> Result
             .hint("run `ransomeye-ops logs verify` for the list; nothing was expired"));
     }
     Ok(())
+}
+
+/// Most files archived at once: one per core (each is zstd, AES-GCM and SHA-256 bound), at most
+/// four so that a busy host keeps cores for its platform.
+const MAX_WORKERS: usize = 4;
+
+/// Archives `candidates` into `archive_dir`, several files at once ([`MAX_WORKERS`]): files are
+/// independent, and each goes through the whole per-file procedure on one thread. Returns the
+/// outcomes in candidate order. After an error or a signal no worker starts another file; the
+/// first error is returned (a file that was being archived is left as a kill would leave it).
+fn archive_all(
+    candidates: &[candidates::Candidate],
+    archive_dir: &Path,
+    encrypt: bool,
+    keys: &Keys,
+) -> Result<Vec<Outcome>, OpsError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, MAX_WORKERS)
+        .min(candidates.len().max(1));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let work = || {
+        let mut done = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(candidate) = candidates.get(i) else {
+                break;
+            };
+            let result =
+                crate::interrupt::check("the files not yet archived stay for the next run")
+                    .and_then(|()| archive::archive_one(candidate, archive_dir, encrypt, keys));
+            if result.is_err() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            done.push((i, result));
+        }
+        done
+    };
+    let mut results: Vec<(usize, Result<Outcome, OpsError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        let mut all = Vec::new();
+        for handle in handles {
+            all.extend(
+                handle
+                    .join()
+                    .map_err(|_| OpsError::new(Exit::Software, "an archiving thread panicked"))?,
+            );
+        }
+        Ok::<_, OpsError>(all)
+    })?;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Retention in one archive directory: the due archives deleted, once the others verified.
