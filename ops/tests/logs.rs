@@ -506,3 +506,15 @@ fn a_kill_during_expiry_is_finished_by_the_next_run() {
         assert!(cat(&w, "keep.log.1.zst.enc") == keep);
     }
 }
+
+#[test]
+fn quiet_prints_nothing_on_success() {
+    let w = world_with("");
+    log(&w, "a.log.1", &text(1, 100), 40);
+    let out = run(w.ops().args(["-q", "logs", "archive"]));
+    out.expect_code(0);
+    assert_eq!(out.stdout, "", "-q printed something");
+    let out = run(w.ops().args(["-q", "logs", "verify"]));
+    out.expect_code(0);
+    assert_eq!(out.stdout, "");
+}

@@ -376,7 +376,7 @@ fn print_report(ctx: &Context, report: &Report) -> Result<(), OpsError> {
             }
         }
     }
-    if !table.is_empty() {
+    if !table.is_empty() && !ctx.quiet {
         print!("{}", table.render());
     }
     say!(
