@@ -434,6 +434,51 @@ Examples:
   ransomeye-ops tune postgres --workload oltp --apply
   ransomeye-ops tune workers --gunicorn-config /etc/ransomeye/gunicorn.conf.py --dry-run")]
     Tune(TuneArgs),
+    /// Archive rotated log files (compressed, encrypted, verified before deleted), verify and read them.
+    ///
+    /// Works on the directories in [logs] dirs; each gets an archive/ subdirectory with one
+    /// archive and one signed index entry per log file. Subcommands: archive, verify, cat.
+    #[command(after_long_help = "\
+Exit codes:
+  64  usage error (no subcommand); the subcommands' --help list theirs
+
+Examples:
+  ransomeye-ops logs archive --dry-run
+  ransomeye-ops logs verify
+  ransomeye-ops logs cat /var/log/ransomeye/archive/core.log.1.zst.enc")]
+    Logs(LogsArgs),
+
+    /// Remove old temp files, old symlinks, orphaned upload chunks and empty directories.
+    ///
+    /// In each [clean] temp_dirs root: regular files and symlinks (the links, never their
+    /// targets) whose mtime is older than --older-than, then directories left empty (by this run,
+    /// or older than --older-than); never a root itself. In each [clean] buffer_dirs root, every
+    /// subdirectory is an upload session; its chunks (regular files) are orphaned when the
+    /// session's session.lock is not held (flock) by any process and they are older than
+    /// --orphan-age; the lock file and the session directory go with the last chunk.
+    ///
+    /// Never follows a symlink, never enters another filesystem or a mount point (st_dev), never
+    /// leaves its roots: everything is opened and removed through directory descriptors
+    /// (openat/unlinkat with O_NOFOLLOW), so a directory swapped for a symlink mid-run cannot
+    /// redirect it. Sockets, FIFOs, device nodes and files open in a process are skipped, with
+    /// the reason in the report. Roots that are /, a system directory, a symlink, or overlap
+    /// [keys] dir, [archive] dir, [backup] dir or a [logs] archive/ are refused (exit 78), also
+    /// with --dry-run. One run at a time (lock file in each root).
+    ///
+    /// Touches: only files and directories below the configured roots.
+    #[command(after_long_help = "\
+Exit codes:
+   0  done (skipped entries are in the report)
+  64  usage error
+  74  I/O error
+  75  another clean run holds the lock
+  77  not root or ransomeye-admin, or a root is not accessible
+  78  no root configured, or a root refused (/, system dir, protected dir)
+
+Examples:
+  ransomeye-ops clean --dry-run
+  ransomeye-ops --json clean --older-than 12h --orphan-age 2h")]
+    Clean(CleanArgs),
 
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     ///
@@ -462,6 +507,126 @@ Exit codes:
 Example:
   ransomeye-ops man | man -l -")]
     Man,
+}
+
+/// `logs` arguments.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// What to do with the log files
+    #[command(subcommand)]
+    pub command: LogsCommand,
+}
+
+/// `logs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Archive rotated log files older than N days, each verified before its original is deleted.
+    ///
+    /// Candidates: in each [logs] dirs directory (not below it), the regular files matching
+    /// [logs] pattern whose mtime is older than --retention-days and not within the last minute,
+    /// and that no process has open (/proc/*/fd). Symlinks and other file types are skipped,
+    /// never followed.
+    ///
+    /// Per file: stream -> zstd -> encrypt (archive key; plain when [logs] encrypt = false) ->
+    /// hidden temp file in archive/ -> fsync -> read back in full, comparing the SHA-256 of
+    /// what it decodes to with the original's -> signed index entry <archive>.entry.json ->
+    /// rename to archive/<name>.zst[.enc] -> fsync the directory -> only then delete the
+    /// original. A .gz is stored without recompression (archive/<name>[.enc]). A mismatch keeps
+    /// the original and exits 65. Then archives whose log is older than
+    /// --archive-retention-days are deleted, but only once every archive that stays verified.
+    /// A kill at any moment loses nothing: the next run removes temp files and finishes what was
+    /// interrupted. --dry-run changes nothing (no lock, no directory created).
+    ///
+    /// Touches: the matching files in [logs] dirs (deleted once archived) and their archive/
+    /// subdirectories.
+    #[command(after_long_help = "\
+Exit codes:
+   0  done (or nothing to archive)
+  64  usage error
+  65  an archive did not verify (its original is kept) or an archive that
+      stays failed verification (nothing expired)
+  73  a log or archive directory is missing or not writable
+  74  I/O error or disk full (the original is kept)
+  75  another logs archive run holds the lock
+  77  archive or signing key not available, or not root or ransomeye-admin
+  78  configuration error ([logs] dirs empty or invalid)
+
+Examples:
+  ransomeye-ops logs archive --dry-run
+  ransomeye-ops --json logs archive --retention-days 7")]
+    Archive(LogsArchiveArgs),
+    /// Verify log archives against their signed index entries.
+    ///
+    /// For each archive (or FILE): the entry's signature, the archive's size and SHA-256, and a
+    /// full read that decrypts and decompresses it and compares the SHA-256 of the result with
+    /// the original log's. Archives without an entry and entries without an archive fail.
+    /// Touches nothing.
+    #[command(after_long_help = "\
+Exit codes:
+   0  all verified
+  64  usage error
+  65  an archive or entry failed (each is named)
+  66  no such archive, or none at all
+  77  key not available, or not root or ransomeye-admin
+  78  configuration error
+
+Examples:
+  ransomeye-ops logs verify
+  ransomeye-ops logs verify /var/log/ransomeye/archive/core.log.1.zst.enc")]
+    Verify {
+        /// One archive (or its .entry.json) instead of all of them
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Write an archived log's exact original bytes to stdout.
+    ///
+    /// For a .gz, the .gz bytes. The output is complete and verified only if the exit code is 0.
+    /// Touches nothing.
+    #[command(after_long_help = "\
+Exit codes:
+   0  written and verified
+  64  usage error
+  65  damaged archive or entry
+  66  missing
+  74  stdout not writable
+  77  key not available, or not root or ransomeye-admin
+  78  configuration error
+
+Example:
+  ransomeye-ops logs cat /var/log/ransomeye/archive/core.log.1.zst.enc | grep ERROR")]
+    Cat {
+        /// The archive (or its .entry.json)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// `clean` arguments.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Report what would be removed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Temp files and symlinks older than this (mtime) are removed (e.g. 24h, 3d, 90min)
+    #[arg(long, value_name = "AGE", default_value = "24h")]
+    pub older_than: humantime::Duration,
+    /// Chunks of a dead upload session older than this (mtime) are removed
+    #[arg(long, value_name = "AGE", default_value = "6h")]
+    pub orphan_age: humantime::Duration,
+}
+
+/// `logs archive` arguments.
+#[derive(Debug, Args)]
+pub struct LogsArchiveArgs {
+    /// Archive log files whose mtime is older than this many days
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=36500))]
+    pub retention_days: u32,
+    /// Delete archives of logs older than this many days (by the log's mtime)
+    #[arg(long, value_name = "N", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub archive_retention_days: u32,
+    /// Report what a run would archive and expire; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `rotate-keys` arguments.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod failpoint;
 pub mod follow;
 pub mod interrupt;
+pub mod open_files;
 pub mod pace;
 pub mod pg_tools;
 pub mod privilege;

@@ -34,6 +34,11 @@ const DOCUMENTED: &[(&[&str], &[i32])] = &[
     (&["rotate-keys"], &[0, 64, 65, 66, 69, 73, 74, 75, 77, 78]),
     (&["rotate-keys", "status"], &[0, 64, 65, 75, 77, 78]),
     (&["health"], &[0, 1, 2, 3, 64, 74, 77, 78]),
+    (&["logs"], &[64]),
+    (&["logs", "archive"], &[0, 64, 65, 73, 74, 75, 77, 78]),
+    (&["logs", "verify"], &[0, 64, 65, 66, 77, 78]),
+    (&["logs", "cat"], &[0, 64, 65, 66, 74, 77, 78]),
+    (&["clean"], &[0, 64, 74, 75, 77, 78]),
     (&["completions"], &[0, 64]),
     (&["man"], &[0, 64, 74]),
     (&["tune"], &[0, 64]),
@@ -57,6 +62,7 @@ fn required_args(path: &[&str]) -> &'static [&'static str] {
             "postgres://postgres@127.0.0.1/x",
         ],
         ["completions"] => &["bash"],
+        ["logs", "cat"] => &["/nonexistent/archive/core.log.1.zst.enc"],
         _ => &[],
     }
 }
@@ -151,11 +157,11 @@ fn a_usage_error_is_64_for_every_command() {
 #[test]
 fn a_missing_configuration_is_78_for_every_command_that_reads_one() {
     for (path, _) in DOCUMENTED {
-        // `tune` is only a group; `tune workers` reads a configuration only to compare the
-        // pools with max_connections, and without one says so and carries on.
+        // `tune` and `logs` are only groups; `tune workers` reads a configuration only to
+        // compare the pools with max_connections, and without one says so and carries on.
         if matches!(
             path,
-            ["init"] | ["completions"] | ["man"] | ["tune"] | ["tune", "workers"]
+            ["init"] | ["completions"] | ["man"] | ["tune"] | ["tune", "workers"] | ["logs"]
         ) {
             continue;
         }

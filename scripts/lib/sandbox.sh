@@ -112,6 +112,8 @@ sandbox_install_deps() {
     command -v timeout >/dev/null 2>&1 || pkgs+=(coreutils)
     # tune workers' test starts a real gunicorn with the configuration it wrote.
     command -v gunicorn >/dev/null 2>&1 || pkgs+=(gunicorn)
+    # systemd-tmpfiles: the differential test of `clean` (ops/tests/clean.rs).
+    command -v systemd-tmpfiles >/dev/null 2>&1 || pkgs+=(systemd)
     # de-duplicate
     if ((${#pkgs[@]})); then
         mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)

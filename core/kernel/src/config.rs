@@ -53,6 +53,12 @@ pub struct Config {
     /// `[services]`: commands that stop and start services around a restore.
     #[serde(default, skip_serializing_if = "Services::is_empty")]
     pub services: Services,
+    /// `[logs]`: rotated log files archived by `logs archive`.
+    #[serde(default, skip_serializing_if = "Logs::is_default")]
+    pub logs: Logs,
+    /// `[clean]`: temp and buffer directories `clean` may delete old files from.
+    #[serde(default, skip_serializing_if = "Clean::is_empty")]
+    pub clean: Clean,
     /// `[trust]`: the active trust root.
     pub trust: Trust,
 }
@@ -322,6 +328,67 @@ fn default_service_timeout() -> u64 {
     120
 }
 
+/// `[logs]`: where `logs archive` finds rotated log files and how it stores them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logs {
+    /// Directories holding log files; each gets an `archive/` subdirectory.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
+    /// Shell-style patterns (`*`, `?`) of the rotated files to archive; the live `*.log` is
+    /// never matched by the defaults.
+    #[serde(default = "default_logs_pattern")]
+    pub pattern: Vec<String>,
+    /// Encrypt archives with the archive key (`.zst.enc`); plain `.zst` when false.
+    #[serde(default = "default_logs_encrypt")]
+    pub encrypt: bool,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs {
+            dirs: Vec::new(),
+            pattern: default_logs_pattern(),
+            encrypt: default_logs_encrypt(),
+        }
+    }
+}
+
+impl Logs {
+    /// Nothing configured: not worth writing out.
+    pub fn is_default(&self) -> bool {
+        *self == Logs::default()
+    }
+}
+
+fn default_logs_pattern() -> Vec<String> {
+    vec!["*.log.*".into(), "*.log-*".into()]
+}
+fn default_logs_encrypt() -> bool {
+    true
+}
+
+/// `[clean]`: the directories `clean` works in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clean {
+    /// Temp directories: files and symlinks older than `--older-than` are removed, then empty
+    /// directories.
+    #[serde(default)]
+    pub temp_dirs: Vec<PathBuf>,
+    /// Upload buffers: one subdirectory per upload session; chunks of a dead session older than
+    /// `--orphan-age` are removed.
+    #[serde(default)]
+    pub buffer_dirs: Vec<PathBuf>,
+}
+
+impl Clean {
+    /// Nothing configured.
+    pub fn is_empty(&self) -> bool {
+        self.temp_dirs.is_empty() && self.buffer_dirs.is_empty()
+    }
+}
+
 /// `[trust]`: the active trust root that agents verify updates against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -550,6 +617,25 @@ impl Config {
         }
         if self.trust.version == 0 {
             return Err(fail("trust", "version", "must be at least 1".into()));
+        }
+        if let Some(bad) = self
+            .logs
+            .pattern
+            .iter()
+            .find(|p| p.is_empty() || p.contains('/'))
+        {
+            return Err(fail(
+                "logs",
+                "pattern",
+                format!("`{bad}` is not a file-name pattern (empty, or contains /)"),
+            ));
+        }
+        if let Some(bad) = self.logs.dirs.iter().find(|d| !d.is_absolute()) {
+            return Err(fail(
+                "logs",
+                "dirs",
+                format!("`{}` is not an absolute path", bad.display()),
+            ));
         }
         let public_key = self
             .trust_public_key()

@@ -159,6 +159,8 @@ fn valid_config() -> impl Strategy<Value = Config> {
                 archive,
                 backup,
                 services,
+                logs: Default::default(),
+                clean: Default::default(),
                 trust,
             },
         )

@@ -148,6 +148,8 @@ fn build_config(args: &InitArgs, keys: &KeyDir, signing: &SigningKey) -> Result<
             ..config::Backup::default()
         },
         services: config::Services::default(),
+        logs: config::Logs::default(),
+        clean: config::Clean::default(),
         trust: config::Trust {
             version: 1,
             key_id: signing.id().to_string(),

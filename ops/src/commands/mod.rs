@@ -2,10 +2,12 @@
 
 pub mod archive;
 pub mod backup;
+pub mod clean;
 pub mod decrypt;
 pub mod drill;
 pub mod health;
 pub mod init;
+pub mod logs;
 pub mod restore;
 pub mod rotate_keys;
 pub mod tune;
@@ -92,6 +94,8 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
             .map_err(|e| e.with_guarantee("the active trust key is unchanged")),
         Command::Health(args) => health::run(&ctx, &args),
         Command::Tune(args) => tune::run(&ctx, &args).map(|()| 0),
+        Command::Logs(args) => logs::run(&ctx, &args).map(|()| 0),
+        Command::Clean(args) => clean::run(&ctx, &args).map(|()| 0),
         Command::Completions { .. } | Command::Man => Err(OpsError::new(
             Exit::Software,
             "completions and man are handled before dispatch",
