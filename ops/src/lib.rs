@@ -5,6 +5,7 @@
 //! anyone; everything else passes the [`privilege`] gate, then runs in [`commands`]. Failures are
 //! [`error::OpsError`]s, printed as `error:`/`hint:` and turned into sysexits codes here only.
 
+pub mod alerts;
 pub(crate) mod backup_set;
 pub mod cli;
 pub mod commands;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod failpoint;
 pub mod follow;
 pub mod interrupt;
+pub mod jetstream;
 pub mod pace;
 pub mod pg_tools;
 pub mod privilege;
@@ -23,6 +25,7 @@ pub(crate) mod recovery;
 pub mod run_lock;
 pub mod sealed;
 pub mod signed;
+pub mod syslog;
 pub mod table;
 pub mod trust;
 pub mod utils;

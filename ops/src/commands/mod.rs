@@ -1,5 +1,6 @@
 //! One module per operation. Each command's top function reads as the steps of its procedure.
 
+pub mod alerts;
 pub mod archive;
 pub mod backup;
 pub mod decrypt;
@@ -90,6 +91,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
         Command::RotateKeys(args) => rotate_keys::run(&ctx, &args)
             .map_err(|e| e.with_guarantee("the active trust key is unchanged")),
         Command::Health(args) => health::run(&ctx, &args),
+        Command::Alerts(args) => alerts::run(&ctx, &args),
         Command::Completions { .. } | Command::Man => Err(OpsError::new(
             Exit::Software,
             "completions and man are handled before dispatch",
