@@ -842,7 +842,7 @@ Exit codes:
   64  usage error, no target, bad --facility
   69  bus unreachable or lost, or (--once) the collector accepted nothing
       for 60 s; nothing is lost: undelivered alerts stay on the bus
-  77  not root or ransomeye-admin
+  77  not root or ransomeye-admin, or [alerts] tls_key readable by others
   78  configuration error ([alerts] values, TLS files)
 
 Examples:

@@ -651,3 +651,77 @@ fn health_reports_the_alerts_waiting_for_the_forwarder() {
         .map(|c| c["metrics"]["alerts_pending"].clone());
     assert_eq!(pending, Some(json!(0.0)), "{after}");
 }
+
+#[test]
+fn tls_delivers_to_a_collector_signed_by_the_configured_ca() {
+    let w = World::initialised(BIN);
+    let bus = OwnBus::start();
+    let rs = Rsyslog::start_with_tls();
+    // Without a CA there is no TLS: a configuration error, before anything is sent.
+    run(ops(&w, &bus).args([
+        "alerts",
+        "forward",
+        "--once",
+        "--transport",
+        "tls",
+        "--target",
+        &rs.target("tls"),
+    ]))
+    .expect_code(78)
+    .stderr_has("tls_ca");
+    let ca = rs.ca();
+    // A client key others may read is refused like any key file.
+    let key = w.path("client.key");
+    std::fs::copy(ca.with_file_name("server.key"), &key).expect("copy key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let loose = w.path("loose.toml");
+    std::fs::write(
+        &loose,
+        format!(
+            "{}\n[alerts]\ntls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            std::fs::read_to_string(&w.config).expect("config"),
+            ca.display(),
+            ca.with_file_name("server.pem").display(),
+            key.display()
+        ),
+    )
+    .expect("write config");
+    run(w
+        .ops_with_config(&loose)
+        .env("RANSOMEYE_NATS_URL", bus.url())
+        .args([
+            "alerts",
+            "forward",
+            "--once",
+            "--transport",
+            "tls",
+            "--target",
+            &rs.target("tls"),
+        ]))
+    .expect_code(77)
+    .stderr_has("tls_key")
+    .stderr_has("chmod");
+    w.edit_config(|t| format!("{t}\n[alerts]\ntls_ca = \"{}\"\n", ca.display()));
+    run(ops(&w, &bus).args([
+        "alerts",
+        "send",
+        "--severity",
+        "alert",
+        "--title",
+        "over tls",
+        "--id",
+        "s-1",
+    ]))
+    .expect_code(0);
+    let ids = publish_many(&bus, 200, "s");
+    // The certificate names localhost and 127.0.0.1; the target names it by address.
+    let out = forward_once(&w, &bus, "tls", &rs.target("tls"));
+    out.expect_code(0);
+    assert_eq!(out.json()["forwarded"], 201, "{}", out.stdout);
+    rs.wait_for_lines("tls", 201, Duration::from_secs(10));
+    let seen = arrivals(&rs, "tls");
+    for id in ids.iter().chain(["s-1".to_string()].iter()) {
+        assert_eq!(seen.get(id), Some(&1), "{id}");
+    }
+}

@@ -166,7 +166,10 @@ fn settings(
             config_error("TLS needs [alerts] tls_ca (the collector's CA, PEM)".into())
         })?;
         let client = match (&conf.tls_cert, &conf.tls_key) {
-            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (Some(c), Some(k)) => {
+                check_private_key(k)?;
+                Some((c.as_path(), k.as_path()))
+            }
             (None, None) => None,
             _ => {
                 return Err(config_error(
@@ -187,6 +190,23 @@ fn settings(
             clock_synced: std::path::Path::new(TIMESYNC_FLAG).exists(),
         },
         tls,
+    })
+}
+
+/// The TLS client key is a secret: refused (77) when others may read it, as every key file.
+fn check_private_key(path: &std::path::Path) -> Result<(), OpsError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        OpsError::new(
+            Exit::Config,
+            format!("[alerts] tls_key {}: {e}", path.display()),
+        )
+    })?;
+    ransomeye_kernel::access::check_secret_file(path, &meta).map_err(|loose| {
+        OpsError::new(
+            Exit::NoPerm,
+            format!("[alerts] tls_key {} {}", path.display(), loose.problem),
+        )
+        .hint(loose.fix)
     })
 }
 
