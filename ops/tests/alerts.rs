@@ -725,3 +725,55 @@ fn tls_delivers_to_a_collector_signed_by_the_configured_ca() {
         assert_eq!(seen.get(id), Some(&1), "{id}");
     }
 }
+
+#[test]
+fn sigterm_while_the_collector_is_down_exits_0_and_hands_the_batch_back() {
+    let w = World::initialised(BIN);
+    let bus = OwnBus::start();
+    let mut rs = Rsyslog::start();
+    run(ops(&w, &bus).args([
+        "alerts",
+        "send",
+        "--severity",
+        "low",
+        "--title",
+        "t",
+        "--id",
+        "g-first",
+    ]))
+    .expect_code(0);
+    rs.kill();
+    let mut ids = publish_many(&bus, 50, "g");
+    ids.push("g-first".into());
+    let mut fwd = Running::start(ops(&w, &bus).args([
+        "alerts",
+        "forward",
+        "--transport",
+        "relp",
+        "--target",
+        &rs.target("relp"),
+    ]));
+    fwd.wait_for("trying again");
+    let stopped = std::time::Instant::now();
+    fwd.signal(Signal::SIGTERM);
+    let out = fwd.finish();
+    out.expect_code(0);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+    rs.restart();
+    // Handed back (NAK): the next run has them at once, not after the 30 s ack wait.
+    let started = std::time::Instant::now();
+    let again = forward_once(&w, &bus, "relp", &rs.target("relp"));
+    again.expect_code(0);
+    assert_eq!(again.json()["forwarded"], 51, "{}", again.stdout);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let seen = arrivals(&rs, "relp");
+    assert!(ids.iter().all(|id| seen.get(id) == Some(&1)), "{seen:?}");
+}
