@@ -426,10 +426,9 @@ fn relp_loses_nothing_when_the_collector_is_killed_and_restarted() {
     rs.wait_for_lines("relp", 50, Duration::from_secs(30));
     rs.kill();
     let at_kill = rs.lines("relp").len();
-    assert!(
-        at_kill < ids.len(),
-        "the collector was killed after the run ended: no test"
-    );
+    // Alerts raised while the collector is down (and, should the forwarder have been quicker
+    // than the kill, the ones that make it retry).
+    ids.extend(publish_many(&bus, 300, "r2"));
     fwd.wait_for("trying again");
     rs.restart();
     // Every id arrives (the forwarder keeps running).
@@ -488,13 +487,29 @@ fn a_forwarder_killed_mid_run_loses_nothing_on_rerun() {
         &rs.target("relp"),
     ]));
     rs.wait_for_lines("relp", 50, Duration::from_secs(30));
+    // Freeze the collector and raise more: the forwarder then surely holds a batch it sent and
+    // the bus has not had acked (JetStream counts it), and is killed right there.
+    rs.pause();
+    ids.extend(publish_many(&bus, 300, "k2"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = bus.api(
+            "$JS.API.CONSUMER.INFO.RANSOMEYE_ALERTS.ransomeye-forward",
+            json!({}),
+        );
+        if info["num_ack_pending"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no batch in flight: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     fwd.signal(Signal::SIGKILL);
     let _ = fwd.finish();
+    rs.resume();
     let at_kill = rs.lines("relp").len();
-    assert!(
-        at_kill < ids.len(),
-        "the forwarder was killed after it had finished: no test"
-    );
     let out = forward_once(&w, &bus, "relp", &rs.target("relp"));
     out.expect_code(0);
     let seen = arrivals(&rs, "relp");

@@ -293,6 +293,22 @@ impl Rsyslog {
         }
     }
 
+    /// Freezes rsyslogd (SIGSTOP): connections stay open, nothing is read or answered.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a frozen rsyslogd go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, s: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("rsyslogd is running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, s).expect("signal rsyslogd");
+    }
+
     /// SIGKILLs rsyslogd.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
