@@ -384,7 +384,8 @@ Examples:
     /// database: connect, `select 1` latency, server version, connections used vs
     /// max_connections.
     ///
-    /// bus: connect, round-trip time, JetStream available.
+    /// bus: connect, round-trip time, JetStream available; once `alerts forward` ran, the alerts
+    /// waiting for it and the age of the oldest (warning from 5 minutes, critical from an hour).
     ///
     /// disk: each configured directory (keys, archive, backup): free space and inodes; critical
     /// below 10 % free, warning below 20 %; warning for backup data files without a manifest
@@ -479,6 +480,31 @@ Examples:
   ransomeye-ops clean --dry-run
   ransomeye-ops --json clean --older-than 12h --orphan-age 2h")]
     Clean(CleanArgs),
+    /// Raise alerts and forward them to the SOC's syslog collector (SIEM).
+    ///
+    /// Alerts are JSON documents (docs/ALERTS.md) published on NATS subjects alerts.<severity>
+    /// and kept in the JetStream stream RANSOMEYE_ALERTS (created with limits if missing) until
+    /// `alerts forward` has delivered them. `send` raises one; `forward` delivers them as RFC
+    /// 5424 (or RFC 3164) syslog over RELP (default), TCP, TLS or UDP, acking each on the bus
+    /// only once the collector accepted it.
+    ///
+    /// Touches: the stream RANSOMEYE_ALERTS and its consumer ransomeye-forward; nothing on disk.
+    #[command(after_long_help = "\
+Exit codes:
+   0  sent; forwarded (--once: all pending; else stopped by a signal)
+  64  usage error (severity, --meta, --raised-at, target, facility)
+  69  bus unreachable, the stream full, or (--once) the collector
+      unreachable for 60 s (nothing is lost: undelivered alerts stay on
+      the bus)
+  77  not root or ransomeye-admin
+  78  configuration error (including the TLS files)
+
+Examples:
+  ransomeye-ops alerts send --severity high --title 'backup failed' \\
+    --meta job=nightly
+  ransomeye-ops alerts forward --transport relp --target siem.example:2514
+  ransomeye-ops alerts forward --once")]
+    Alerts(AlertsArgs),
 
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     ///
@@ -1148,4 +1174,111 @@ pub struct TuneWorkersArgs {
 /// Parses a `SIZE` argument (binary units: 16GiB, 512MiB, 16G).
 fn parse_size(s: &str) -> Result<u64, String> {
     crate::size::parse(s)
+}
+
+/// `alerts` arguments.
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// What to do
+    #[command(subcommand)]
+    pub command: AlertsCommand,
+}
+
+/// `alerts` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Raise one alert: publish it on alerts.<severity> and wait until JetStream stored it.
+    ///
+    /// The alert gets a new UUID (or --id), this host's name (or --host), source
+    /// ransomeye-ops (or --source) and this host's time (or --raised-at). Sending the same
+    /// --id twice within two minutes stores it once. A --meta value that is not UTF-8 is kept
+    /// with its bytes written as \xNN.
+    #[command(after_long_help = "\
+Exit codes:
+   0  stored (also when the same --id was stored before)
+  64  bad severity, --meta, --id or --raised-at (nothing published)
+  69  bus unreachable, or the stream full (it refuses new alerts rather
+      than dropping unforwarded ones)
+  77  not root or ransomeye-admin
+  78  configuration error
+
+Example:
+  ransomeye-ops alerts send --severity critical --title 'Mass encryption' \\
+    --host ws-042 --meta path=/srv/share --meta process=x.exe")]
+    Send(AlertsSendArgs),
+    /// Deliver pending alerts to the syslog collector; ack each only once it was accepted.
+    ///
+    /// A durable JetStream consumer (ransomeye-forward) reads the alerts in order, renders
+    /// each (RFC 5424 by default; the timestamp is the alert's own raised_at, never this
+    /// host's clock) and sends them in batches. An alert is acked on the bus only after the
+    /// collector accepted it: RELP: its rsp 200; TCP/TLS: written and flushed (octet
+    /// counting); UDP: sent (lossy, for old collectors). While the collector is down, alerts
+    /// wait on the bus and the forwarder reconnects with capped exponential backoff and
+    /// jitter. A kill at any moment loses nothing (at worst, alerts of the batch in flight are
+    /// sent again). Settings: the options, else [alerts] in the configuration.
+    ///
+    /// Without --once it runs until SIGTERM/SIGINT, which finish the batch in flight, ack what
+    /// was delivered and exit 0. --once delivers what is pending and exits.
+    #[command(after_long_help = "\
+Exit codes:
+   0  --once: nothing left pending; else stopped by SIGTERM, SIGINT or
+      SIGHUP after the batch in flight
+  64  usage error, no target, bad --facility
+  69  bus unreachable or lost, or (--once) the collector accepted nothing
+      for 60 s; nothing is lost: undelivered alerts stay on the bus
+  77  not root or ransomeye-admin, or [alerts] tls_key readable by others
+  78  configuration error ([alerts] values, TLS files)
+
+Examples:
+  ransomeye-ops alerts forward --transport relp --target siem.example:2514
+  ransomeye-ops alerts forward --once --transport tcp --format rfc3164 \\
+    --target 10.0.0.5:514")]
+    Forward(AlertsForwardArgs),
+}
+
+/// `alerts send` arguments.
+#[derive(Debug, Args)]
+pub struct AlertsSendArgs {
+    /// Severity: emergency, alert, critical, error, warning, notice, informational, debug,
+    /// or high, medium, low, info
+    #[arg(long, value_name = "S")]
+    pub severity: String,
+    /// One line saying what happened
+    #[arg(long, value_name = "T")]
+    pub title: String,
+    /// Metadata, KEY=VALUE (repeatable)
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<std::ffi::OsString>,
+    /// Where it happened [default: this host's name]
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// What raised it
+    #[arg(long, value_name = "NAME", default_value = "ransomeye-ops")]
+    pub source: String,
+    /// The alert's id [default: a new UUID]; a retry with the same id is stored once
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// When it was raised, RFC 3339 [default: now, by this host's clock]
+    #[arg(long, value_name = "TIME")]
+    pub raised_at: Option<String>,
+}
+
+/// `alerts forward` arguments.
+#[derive(Debug, Args)]
+pub struct AlertsForwardArgs {
+    /// Deliver what is pending, then exit
+    #[arg(long)]
+    pub once: bool,
+    /// Transport [default: [alerts] transport, else relp]
+    #[arg(long, value_enum)]
+    pub transport: Option<crate::syslog::sink::Transport>,
+    /// The collector, HOST:PORT [default: [alerts] target]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: Option<String>,
+    /// Syslog format [default: [alerts] format, else rfc5424]
+    #[arg(long, value_enum)]
+    pub format: Option<crate::alerts::render::Format>,
+    /// Syslog facility, name or number [default: [alerts] facility, else local0]
+    #[arg(long, value_name = "NAME")]
+    pub facility: Option<String>,
 }

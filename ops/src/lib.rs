@@ -5,6 +5,7 @@
 //! anyone; everything else passes the [`privilege`] gate, then runs in [`commands`]. Failures are
 //! [`error::OpsError`]s, printed as `error:`/`hint:` and turned into sysexits codes here only.
 
+pub mod alerts;
 pub(crate) mod backup_set;
 pub mod bus;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod failpoint;
 pub mod follow;
 pub mod interrupt;
+pub mod jetstream;
 pub mod open_files;
 pub mod pace;
 pub mod pg_tools;
@@ -28,7 +30,9 @@ pub mod sealed;
 pub mod shell;
 pub mod signed;
 pub mod size;
+pub mod syslog;
 pub mod table;
+pub mod tls_files;
 pub mod trust;
 pub mod utils;
 

@@ -39,6 +39,9 @@ const DOCUMENTED: &[(&[&str], &[i32])] = &[
     (&["logs", "verify"], &[0, 64, 65, 66, 77, 78]),
     (&["logs", "cat"], &[0, 64, 65, 66, 74, 77, 78]),
     (&["clean"], &[0, 64, 74, 75, 77, 78]),
+    (&["alerts"], &[0, 64, 69, 77, 78]),
+    (&["alerts", "send"], &[0, 64, 69, 77, 78]),
+    (&["alerts", "forward"], &[0, 64, 69, 77, 78]),
     (&["completions"], &[0, 64]),
     (&["man"], &[0, 64, 74]),
     (&["tune"], &[0, 64]),
@@ -63,6 +66,7 @@ fn required_args(path: &[&str]) -> &'static [&'static str] {
         ],
         ["completions"] => &["bash"],
         ["logs", "cat"] => &["/nonexistent/archive/core.log.1.zst.enc"],
+        ["alerts", "send"] => &["--severity", "high", "--title", "t"],
         _ => &[],
     }
 }
@@ -157,11 +161,17 @@ fn a_usage_error_is_64_for_every_command() {
 #[test]
 fn a_missing_configuration_is_78_for_every_command_that_reads_one() {
     for (path, _) in DOCUMENTED {
-        // `tune` and `logs` are only groups; `tune workers` reads a configuration only to
-        // compare the pools with max_connections, and without one says so and carries on.
+        // `tune`, `logs` and `alerts` are only groups; `tune workers` reads a configuration
+        // only to compare the pools with max_connections, and without one says so and carries on.
         if matches!(
             path,
-            ["init"] | ["completions"] | ["man"] | ["tune"] | ["tune", "workers"] | ["logs"]
+            ["init"]
+                | ["completions"]
+                | ["man"]
+                | ["tune"]
+                | ["tune", "workers"]
+                | ["logs"]
+                | ["alerts"]
         ) {
             continue;
         }

@@ -114,6 +114,14 @@ sandbox_install_deps() {
     command -v gunicorn >/dev/null 2>&1 || pkgs+=(gunicorn)
     # systemd-tmpfiles: the differential test of `clean` (ops/tests/clean.rs).
     command -v systemd-tmpfiles >/dev/null 2>&1 || pkgs+=(systemd)
+    # alerts tests and demo: a real rsyslog with RELP and TLS inputs, python3 for the
+    # independent syslog parser, faketime for the wrong-clock test.
+    command -v rsyslogd >/dev/null 2>&1 || pkgs+=(rsyslog)
+    [[ -n "$(compgen -G '/usr/lib/*/rsyslog/imrelp.so')" ]] ||
+        pkgs+=(rsyslog-relp)
+    [[ -n "$(compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so')" ]] || pkgs+=(rsyslog-gnutls)
+    command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+    command -v faketime >/dev/null 2>&1 || pkgs+=(faketime)
     # de-duplicate
     if ((${#pkgs[@]})); then
         mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)

@@ -61,6 +61,9 @@ pub struct Config {
     pub clean: Clean,
     /// `[trust]`: the active trust root.
     pub trust: Trust,
+    /// `[alerts]`: where `alerts forward` sends alerts (docs/ALERTS.md).
+    #[serde(default, skip_serializing_if = "Alerts::is_empty")]
+    pub alerts: Alerts,
 }
 
 /// `[database]`
@@ -386,6 +389,42 @@ impl Clean {
     /// Nothing configured.
     pub fn is_empty(&self) -> bool {
         self.temp_dirs.is_empty() && self.buffer_dirs.is_empty()
+    }
+}
+
+/// `[alerts]`: the syslog collector `alerts forward` sends to. Every key is optional (the
+/// command line can give them); values are checked by the command that uses them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    /// The collector, `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `relp` (default), `tcp`, `tls` or `udp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// `rfc5424` (default) or `rfc3164`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Syslog facility name or number (default `local0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<String>,
+    /// CA certificates (PEM) the collector's TLS certificate must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), when the collector asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM; a key file: 0600, or 0640 group
+    /// ransomeye-admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Alerts {
+    /// Nothing set: not worth writing out.
+    pub fn is_empty(&self) -> bool {
+        *self == Alerts::default()
     }
 }
 

@@ -162,6 +162,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
                 logs: Default::default(),
                 clean: Default::default(),
                 trust,
+                alerts: Default::default(),
             },
         )
 }

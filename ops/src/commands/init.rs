@@ -150,6 +150,7 @@ fn build_config(args: &InitArgs, keys: &KeyDir, signing: &SigningKey) -> Result<
         services: config::Services::default(),
         logs: config::Logs::default(),
         clean: config::Clean::default(),
+        alerts: config::Alerts::default(),
         trust: config::Trust {
             version: 1,
             key_id: signing.id().to_string(),

@@ -1,5 +1,6 @@
 //! One module per operation. Each command's top function reads as the steps of its procedure.
 
+pub mod alerts;
 pub mod archive;
 pub mod backup;
 pub mod clean;
@@ -96,6 +97,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
         Command::Tune(args) => tune::run(&ctx, &args).map(|()| 0),
         Command::Logs(args) => logs::run(&ctx, &args).map(|()| 0),
         Command::Clean(args) => clean::run(&ctx, &args).map(|()| 0),
+        Command::Alerts(args) => alerts::run(&ctx, &args),
         Command::Completions { .. } | Command::Man => Err(OpsError::new(
             Exit::Software,
             "completions and man are handled before dispatch",

@@ -17,6 +17,7 @@
 //!   database);
 //! - [`agents`]: [`AgentSim`], `ransomeye-agent-sim` playing the agents;
 //! - [`root`]: what only root may do: switch users, create them, mount;
+//! - [`syslog`]: [`Rsyslog`], a real rsyslogd of the test's own (UDP, TCP, RELP, TLS inputs);
 //! - [`files`]: snapshots of a directory tree, to show that a command changed nothing.
 //!
 //! The kit never guesses the binary under test: a test passes the path Cargo gave it
@@ -32,6 +33,7 @@ pub mod run;
 pub mod runtime;
 pub mod services;
 pub mod sessions;
+pub mod syslog;
 pub mod tls;
 pub mod world;
 
@@ -47,5 +49,6 @@ pub use run::{finish, kill_after, run, run_within, spawn, stdout_bytes, Run, Run
 pub use runtime::block_on;
 pub use services::{database_url, nats_url, repo_root, services, Services};
 pub use sessions::{backends_of, hold_flock, hold_table_lock, until_backend};
+pub use syslog::{is_probe, Rsyslog};
 pub use tls::{Issued, Pki, Role};
 pub use world::World;

@@ -1,5 +1,5 @@
 //! The service checks of `health`: the database (connect, `select 1`, connections in use) and
-//! the bus (connect, round trip, JetStream).
+//! the bus (connect, round trip, JetStream, the alert forwarder's backlog).
 
 use std::time::{Duration, Instant};
 
@@ -114,6 +114,7 @@ pub(super) async fn check_bus(bus: &config::Bus, timeout: Duration) -> Check {
             Ok(v) if v.get("error").is_none() => {
                 check.metrics.insert("jetstream".into(), 1.0);
                 check.note("JetStream available");
+                alert_backlog(&mut check, client.clone(), &bus.url).await;
             }
             Ok(v) => {
                 check.metrics.insert("jetstream".into(), 0.0);
@@ -133,6 +134,48 @@ pub(super) async fn check_bus(bus: &config::Bus, timeout: Duration) -> Check {
         }
     }
     check
+}
+
+/// Alerts waiting this long for `alerts forward` make the bus check a warning.
+const ALERT_AGE_WARNING: Duration = Duration::from_secs(300);
+/// … and this long, critical: the SOC has not seen them for an hour.
+const ALERT_AGE_CRITICAL: Duration = Duration::from_secs(3600);
+
+/// The alert forwarder's backlog (docs/ALERTS.md): pending alerts and the age of the oldest,
+/// once `alerts forward` has created its consumer. The age is this host's clock against the
+/// time the bus stored the alert.
+async fn alert_backlog(check: &mut Check, client: async_nats::Client, url: &str) {
+    let bus = crate::jetstream::Bus::from_client(client, url);
+    let backlog = match crate::alerts::stream::backlog(&bus).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return,
+        Err(_) => {
+            check.note("alert backlog unknown");
+            return;
+        }
+    };
+    check
+        .metrics
+        .insert("alerts_pending".into(), backlog.pending as f64);
+    let age = backlog
+        .oldest_stored
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    check
+        .metrics
+        .insert("alerts_oldest_pending_s".into(), age.as_secs_f64());
+    let what = format!(
+        "{} alert(s) waiting for `alerts forward`, the oldest for {} s",
+        backlog.pending,
+        age.as_secs()
+    );
+    if backlog.pending > 0 && age >= ALERT_AGE_CRITICAL {
+        check.degrade(Status::Critical, what);
+    } else if backlog.pending > 0 && age >= ALERT_AGE_WARNING {
+        check.degrade(Status::Warning, what);
+    } else {
+        check.note(what);
+    }
 }
 
 #[cfg(test)]

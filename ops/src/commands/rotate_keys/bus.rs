@@ -96,9 +96,7 @@ pub struct TrustBus {
     url: String,
 }
 
-fn unavailable(url: &str, what: impl std::fmt::Display) -> OpsError {
-    crate::bus::unavailable(&config::Bus::new(url.to_string()), what)
-}
+use crate::bus::unavailable;
 
 impl TrustBus {
     /// Connects as `[bus]` says (TLS included), failing with 69 when the bus is unreachable.
