@@ -160,6 +160,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
                 backup,
                 services,
                 trust,
+                credentials: Vec::new(),
             },
         )
 }

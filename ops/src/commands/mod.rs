@@ -7,6 +7,7 @@ pub mod drill;
 pub mod health;
 pub mod init;
 pub mod restore;
+pub mod rotate_db_creds;
 pub mod rotate_keys;
 pub mod verify;
 
@@ -89,6 +90,9 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
         Command::Decrypt(args) => decrypt::run(&ctx, &args).map(|()| 0),
         Command::RotateKeys(args) => rotate_keys::run(&ctx, &args)
             .map_err(|e| e.with_guarantee("the active trust key is unchanged")),
+        Command::RotateDbCreds(args) => rotate_db_creds::run(&ctx, &args).map_err(|e| {
+            e.with_guarantee("the env files hold a password their role accepts (--resume finishes an interrupted rotation)")
+        }),
         Command::Health(args) => health::run(&ctx, &args),
         Command::Completions { .. } | Command::Man => Err(OpsError::new(
             Exit::Software,

@@ -16,7 +16,7 @@
 
 mod compare;
 mod files;
-mod services;
+pub(crate) mod services;
 
 use std::path::PathBuf;
 use std::process::Stdio;

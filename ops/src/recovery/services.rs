@@ -34,7 +34,7 @@ pub(super) fn start(services: &Services, outcome: &mut Outcome) -> String {
 /// first failure (69 naming it). Returns the commands run. Each runs in a process group of its
 /// own: Ctrl-C on the terminal reaches only us, and a command that is killed (timeout, or a
 /// signal when `interruptible`) is killed with everything it started.
-pub(super) fn run_commands(
+pub(crate) fn run_commands(
     commands: &[String],
     timeout_secs: u64,
     what: &str,
