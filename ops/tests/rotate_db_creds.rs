@@ -416,6 +416,14 @@ fn a_crash_after_set_is_undone_and_a_crash_while_switching_is_finished_by_resume
         verifier_before,
         "the new verifier was set"
     );
+    let pending = std::fs::metadata(s.keys_dir().join("db-creds.pending")).expect("pending file");
+    assert_eq!(
+        pending.mode() & 0o137,
+        0,
+        "the pending file has the key files' modes"
+    );
+    let journal = std::fs::metadata(s.keys_dir().join("db-creds-journal.json")).expect("journal");
+    assert_eq!(journal.mode() & 0o137, 0, "the journal (old verifiers) too");
     s.rotate(&[]).expect_code(75).stderr_has("--resume");
     run(s.world.ops().args(["rotate-db-creds", "status"])).expect_code(75);
     s.rotate(&["--resume"]).expect_code(0);
@@ -488,4 +496,20 @@ fn the_tools_own_login_and_superusers_are_refused_with_78() {
         !s.keys_dir().join("db-creds-journal.json").exists(),
         "nothing was started"
     );
+}
+
+#[test]
+fn a_second_rotation_while_one_runs_exits_75_and_an_unknown_role_78() {
+    let s = Setup::new(false, None);
+    let verifier_before = s.verifier("core_a");
+    let held = common::hold_flock(&s.keys_dir().join(".rotate-db-creds.lock"));
+    s.rotate(&[])
+        .expect_code(75)
+        .stderr_has("another database credential rotation is running");
+    drop(held);
+    s.rotate(&["--role", "nobody"])
+        .expect_code(78)
+        .stderr_has("--role nobody: no [[credentials]] entry has that role");
+    assert_eq!(s.verifier("core_a"), verifier_before);
+    assert!(!s.keys_dir().join("db-creds-journal.json").exists());
 }
