@@ -513,3 +513,33 @@ fn a_second_rotation_while_one_runs_exits_75_and_an_unknown_role_78() {
     assert_eq!(s.verifier("core_a"), verifier_before);
     assert!(!s.keys_dir().join("db-creds-journal.json").exists());
 }
+
+#[test]
+fn a_signal_before_the_files_switch_undoes_the_rotation() {
+    let s = Setup::new(false, None);
+    let env_before = s.env_text();
+    let verifier_before = s.verifier("core_a");
+    let mut running = common::Running::start(
+        s.world
+            .ops()
+            .env("RANSOMEYE_FAILPOINT", "db-creds-pause-tested")
+            .arg("rotate-db-creds"),
+    );
+    running.wait_for("failpoint db-creds-pause-tested: paused");
+    assert_ne!(
+        s.verifier("core_a"),
+        verifier_before,
+        "paused after set and test"
+    );
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    running
+        .finish()
+        .expect_code(75)
+        .stderr_has("interrupted by SIGTERM: the rotation was undone");
+    assert_eq!(s.env_text(), env_before);
+    assert_eq!(s.verifier("core_a"), verifier_before);
+    assert!(!s.keys_dir().join("db-creds.pending").exists());
+    let status = run(s.world.ops().args(["--json", "rotate-db-creds", "status"]));
+    status.expect_code(0);
+    assert_eq!(status.json()["rotations"][0]["state"], "rolled_back");
+}

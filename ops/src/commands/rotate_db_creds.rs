@@ -11,7 +11,8 @@
 //! `tested` → **finish** (journal `switching`; per entry: rewrite its env files, restart, check;
 //! a failure puts files, services and verifiers back, 75) → journal `done`, pending file removed.
 //!
-//! A crash at any moment leaves a journal state `--resume` acts on: before `switching` it undoes
+//! SIGINT, SIGTERM and SIGHUP are acted on at safe points before the files switch (the rotation
+//! is undone, 75) and only recorded after (the run finishes). A crash at any moment leaves a journal state `--resume` acts on: before `switching` it undoes
 //! (old verifiers back, nothing else was changed), from `switching` on it finishes (the new
 //! passwords were proven, so the files are switched and the services restarted), and a
 //! rollback that was under way is completed. Until then a new rotation is refused (75). The
@@ -49,6 +50,7 @@ use crate::commands::say;
 use crate::db;
 use crate::error::{Exit, OpsError};
 use crate::failpoint;
+use crate::interrupt;
 use crate::run_lock::{self, RunLock};
 use crate::utils::{elapsed_ms, runtime};
 
@@ -110,6 +112,9 @@ impl Session {
 /// A new rotation of the selected entries (or a dry run of one).
 fn rotate(ctx: &Context, args: &RotateDbCredsArgs) -> Result<u8, OpsError> {
     let mut s = Session::open(ctx, args.dry_run)?;
+    if !args.dry_run {
+        interrupt::install()?;
+    }
     if let Some(r) = s.journal.unfinished() {
         return Err(report::unfinished_error(r));
     }
@@ -133,7 +138,9 @@ fn rotate(ctx: &Context, args: &RotateDbCredsArgs) -> Result<u8, OpsError> {
             return Ok(0);
         }
         let (mut rotation, pending) = create(&mut s, &planned, old_verifiers)?;
+        stop_if_interrupted(&mut s, &mut conn, &mut rotation, &pending).await?;
         set(&mut conn, &mut rotation, &pending).await?;
+        stop_if_interrupted(&mut s, &mut conn, &mut rotation, &pending).await?;
         if let Err(reason) = test(&s.config, &mut rotation, &pending).await {
             roll_back(&mut s, &mut conn, &mut rotation, Some(&pending), reason.clone()).await?;
             report::print_rotation(ctx, &rotation)?;
@@ -141,8 +148,36 @@ fn rotate(ctx: &Context, args: &RotateDbCredsArgs) -> Result<u8, OpsError> {
                 "the old password was restored and nothing else was changed: check pg_hba.conf and the role (LOGIN, VALID UNTIL), then run again",
             ));
         }
+        failpoint::pause("db-creds-pause-tested");
+        stop_if_interrupted(&mut s, &mut conn, &mut rotation, &pending).await?;
         finish(ctx, &mut s, &mut conn, &mut rotation, &pending).await
     })
+}
+
+/// A safe point before the files switch: after SIGINT, SIGTERM or SIGHUP the rotation is undone
+/// (old verifiers back; no file was changed) and the run stops (75). Once the files switch,
+/// signals are only recorded: finishing is the way to a consistent state, and is bounded.
+async fn stop_if_interrupted(
+    s: &mut Session,
+    conn: &mut PgConnection,
+    rotation: &mut Rotation,
+    pending: &Pending,
+) -> Result<(), OpsError> {
+    let Some(signal) = interrupt::received() else {
+        return Ok(());
+    };
+    roll_back(
+        s,
+        conn,
+        rotation,
+        Some(pending),
+        format!("interrupted by {signal}"),
+    )
+    .await?;
+    Err(interrupt::stopped(
+        signal,
+        "the rotation was undone: the old passwords are back and no env file was changed",
+    ))
 }
 
 /// Checks every role of every entry (exists, not a superuser, not our own login, alterable
@@ -404,6 +439,8 @@ async fn roll_back(
 /// under way completed.
 fn resume(ctx: &Context) -> Result<u8, OpsError> {
     let mut s = Session::open(ctx, false)?;
+    // Recorded, not acted on: a resume only ever finishes or undoes, both bounded.
+    interrupt::install()?;
     let Some(mut rotation) = s.journal.unfinished().cloned() else {
         say!(ctx, "no unfinished credential rotation: nothing to resume");
         return Ok(0);
