@@ -259,9 +259,15 @@ fn a_new_password_that_pg_hba_rejects_is_rolled_back_and_nothing_else_changes() 
     let env_before = s.env_text();
     let verifier_before = s.verifier("core_b");
 
-    s.rotate(&[])
-        .expect_code(75)
-        .stderr_has("the new password of role core_b did not work");
+    let out = s.rotate(&["--json"]);
+    out.expect_code(75);
+    let error = out.json();
+    assert!(
+        error
+            .to_string()
+            .contains("the new password of role core_b did not work"),
+        "--json: one document, the error: {error}"
+    );
 
     assert_eq!(s.env_text(), env_before, "the env file is untouched");
     assert_eq!(

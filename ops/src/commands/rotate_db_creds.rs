@@ -143,7 +143,7 @@ fn rotate(ctx: &Context, args: &RotateDbCredsArgs) -> Result<u8, OpsError> {
         stop_if_interrupted(&mut s, &mut conn, &mut rotation, &pending).await?;
         if let Err(reason) = test(&s.config, &mut rotation, &pending).await {
             roll_back(&mut s, &mut conn, &mut rotation, Some(&pending), reason.clone()).await?;
-            report::print_rotation(ctx, &rotation)?;
+            report::print_undone(ctx, &rotation)?;
             return Err(OpsError::new(Exit::TempFail, reason).hint(
                 "the old password was restored and nothing else was changed: check pg_hba.conf and the role (LOGIN, VALID UNTIL), then run again",
             ));
@@ -333,7 +333,7 @@ async fn finish(
             let roles = rotation.logins[index].roles.join("/");
             let reason = format!("{roles}: {reason}");
             roll_back(s, conn, rotation, Some(pending), reason.clone()).await?;
-            report::print_rotation(ctx, rotation)?;
+            report::print_undone(ctx, rotation)?;
             return Err(OpsError::new(Exit::TempFail, reason).hint(
                 "env files, services and passwords were put back as they were: fix the service (or its check) and run again",
             ));

@@ -82,6 +82,15 @@ pub fn print_rotation(ctx: &Context, r: &Rotation) -> Result<(), OpsError> {
     Ok(())
 }
 
+/// Prints an undone rotation before its error: in human output only, since with `--json` the
+/// error is the one JSON document on stdout (the journal, `status --json`, has the rest).
+pub fn print_undone(ctx: &Context, r: &Rotation) -> Result<(), OpsError> {
+    if ctx.json {
+        return Ok(());
+    }
+    print_rotation(ctx, r)
+}
+
 /// Prints what a rotation would do (`--dry-run`).
 pub fn print_dry_run(ctx: &Context, planned: &[Planned]) -> Result<(), OpsError> {
     if ctx.json {
