@@ -549,3 +549,27 @@ fn a_signal_before_the_files_switch_undoes_the_rotation() {
     status.expect_code(0);
     assert_eq!(status.json()["rotations"][0]["state"], "rolled_back");
 }
+
+#[test]
+fn a_resume_that_lost_the_pending_file_while_switching_changes_nothing_and_exits_65() {
+    let s = Setup::new(false, None);
+    let crashed = run(s
+        .world
+        .ops()
+        .env("RANSOMEYE_FAILPOINT", "db-creds-file-switched")
+        .arg("rotate-db-creds"));
+    assert_ne!(crashed.code, 0, "the failpoint killed it");
+    std::fs::remove_file(s.keys_dir().join("db-creds.pending")).expect("remove the pending file");
+    let (_, password) = s.env_login();
+    let verifier = s.verifier("core_a");
+
+    s.rotate(&["--resume"])
+        .expect_code(65)
+        .stderr_has("was switching env files, but");
+
+    assert_eq!(s.verifier("core_a"), verifier, "the new verifier stays");
+    assert!(
+        s.pg.can_login("core_a", &password),
+        "the env file's password still works"
+    );
+}

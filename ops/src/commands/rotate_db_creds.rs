@@ -451,6 +451,20 @@ fn resume(ctx: &Context) -> Result<u8, OpsError> {
     }
     runtime()?.block_on(async {
         let mut conn = s.connect().await?;
+        let switched = rotation.logins.iter().any(|l| !l.files_rewritten.is_empty());
+        if pending.is_none() && (switched || rotation.state == State::Switching) {
+            // The files may hold the new passwords, which only the pending file also had: undoing
+            // the verifiers would lock the services out, and the files cannot be put back.
+            return Err(OpsError::new(
+                Exit::Data,
+                format!(
+                    "credential rotation {} was switching env files, but {} is gone",
+                    rotation.rotation_id,
+                    s.keys_dir.join(secret::PENDING_FILE).display()
+                ),
+            )
+            .hint("nothing was changed, the server keeps the new passwords: check that each service logs in with what its env files hold, then move db-creds-journal.json aside to allow the next rotation"));
+        }
         let forward = matches!(rotation.state, State::Tested | State::Switching);
         match (&pending, forward) {
             (Some(pending), true) => {
