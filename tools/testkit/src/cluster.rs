@@ -195,11 +195,22 @@ impl OwnPostgres {
         })
     }
 
-    /// Replaces the `pg_hba.conf` lines before the catch-all and reloads the server.
+    /// Replaces the `pg_hba.conf` lines before the catch-all and reloads the server; returns
+    /// once new connections get the new rules (the server's configuration load time moved).
     pub fn set_hba_before(&mut self, lines: &[&str]) {
+        let loaded = "select pg_conf_load_time()::text";
+        let before = self.text(loaded);
         self.options.hba_before = lines.iter().map(|l| l.to_string()).collect();
         self.write_hba();
         self.pg_ctl(&["reload"], "pg_ctl reload");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.text(loaded) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not reload pg_hba.conf within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     fn data(&self) -> PathBuf {
