@@ -13,10 +13,12 @@ use common::{run, OwnPostgres, StandinService, World, BIN};
 /// A world whose `[database] url` is the superuser of its own scram cluster, with roles and an
 /// env file for one `[[credentials]]` entry, and the stand-in service's scripts.
 struct Setup {
-    world: World,
-    pg: OwnPostgres,
-    env: PathBuf,
+    // Dropped in this order: the service (killed, by the pid file in the world's directory)
+    // before the cluster and the world's directory go.
     service: StandinService,
+    pg: OwnPostgres,
+    world: World,
+    env: PathBuf,
 }
 
 const OLD_A: &str = "old-password-of-a";

@@ -7,9 +7,10 @@
 //! start, as a service does; opens a pool of `N` connections (default 3) and exits 1 when it
 //! cannot; writes `DIR/ready` (its pid) once the pool is up; then, every `MS` milliseconds
 //! (default 5), opens a fresh connection, runs `select 1` on it and on one pool connection, and
-//! closes it. Every failed login is appended to `DIR/failed-logins` (time, user, SQLSTATE; never
-//! the password), and the count of successful fresh logins is kept in `DIR/logins-ok`. It runs
-//! until killed. The password is never on its command line: only the file's path is.
+//! closes it, until killed or until `DIR` is removed. Every failed login is appended to
+//! `DIR/failed-logins` (time, user, SQLSTATE; never the password), and the count of successful
+//! fresh logins is kept in `DIR/logins-ok`. The password is never on its command line: only the
+//! file's path is.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -181,7 +182,9 @@ fn main() -> ExitCode {
         );
         let mut ok: u64 = 0;
         let mut turn = 0;
-        loop {
+        // Runs until killed, or until its state directory is gone (its test or demo ended
+        // without stopping it): a stray stand-in must not outlive what it reports to.
+        while args.state.is_dir() {
             match connect().await {
                 Ok(mut c) => {
                     if sqlx::query("select 1").execute(&mut c).await.is_ok() {
@@ -200,5 +203,6 @@ fn main() -> ExitCode {
             }
             tokio::time::sleep(args.every).await;
         }
+        ExitCode::SUCCESS
     })
 }
