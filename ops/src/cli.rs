@@ -375,6 +375,50 @@ Examples:
   ransomeye-ops rotate-keys --rollback --yes")]
     RotateKeys(RotateKeysArgs),
 
+    /// Rotate the services' PostgreSQL passwords, proven before anything depends on them.
+    ///
+    /// For each [[credentials]] entry (or those whose role or roles contain a --role):
+    /// check the env files (exist, parse, writable) and the roles (exist, not a superuser, not
+    /// the tool's own login, their password readable and alterable) -> create a password
+    /// (256 bits from the system RNG, URL-safe), kept only in a pending file in [keys] dir
+    /// (key-file modes) until the env files hold it; the journal records the state and each
+    /// role's current SCRAM verifier, never a password -> set it as a SCRAM-SHA-256 verifier
+    /// computed here (the server, its log and pg_stat_statements never see the password); with
+    /// `roles` (alternating) on the role the env files do not name, so the one in use keeps
+    /// working -> test it with a fresh login (on failure the old verifier is restored: 75) ->
+    /// rewrite each env file atomically, only the configured keys' values changed (a URL's
+    /// password, and its user when alternating; comments, order, quoting, mode and owner
+    /// kept), run `restart`, then `check`; if one fails, files, services and verifiers go back
+    /// (75) -> journal done, the pending file removed.
+    ///
+    /// A crash at any moment is finished or undone by --resume (before the files switch it
+    /// undoes, after it finishes); until then a new rotation is refused (75). `status` shows the
+    /// journal. --dry-run checks everything and changes nothing.
+    ///
+    /// Touches: [keys] dir (db-creds-journal.json, db-creds.pending), the roles' passwords,
+    /// the configured env files; runs the configured restart and check commands.
+    #[command(after_long_help = "\
+Exit codes:
+   0  rotated (or nothing to resume)
+  64  usage error
+  65  journal or pending file unreadable
+  69  database unreachable, or a restart command could not run
+  73  an env file or [keys] dir not writable (nothing changed)
+  75  the new password did not work, or a service failed its check
+      (everything put back); another rotation running; an unfinished
+      rotation (use --resume)
+  77  the tool may not read or alter a role's password
+  78  configuration error: no matching [[credentials]], an env file
+      missing or unparsable, a role missing, a superuser, or the tool's
+      own login
+
+Examples:
+  ransomeye-ops rotate-db-creds --dry-run
+  ransomeye-ops rotate-db-creds --role ransomeye_core
+  ransomeye-ops rotate-db-creds status
+  ransomeye-ops rotate-db-creds --resume")]
+    RotateDbCreds(RotateDbCredsArgs),
+
     /// Check database, bus, disk space and host; Nagios-style exit code.
     ///
     /// Deep health check of database, bus, disk and host, run concurrently, each bounded by
@@ -708,6 +752,44 @@ Exit codes:
 
 Example:
   ransomeye-ops --json rotate-keys status")]
+    Status,
+}
+
+/// `rotate-db-creds` arguments.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RotateDbCredsArgs {
+    /// Show the journal instead of rotating
+    #[command(subcommand)]
+    pub command: Option<RotateDbCredsCommand>,
+    /// Rotate only the entries whose role or roles contain ROLE (repeatable)
+    #[arg(long, value_name = "ROLE", conflicts_with = "resume")]
+    pub role: Vec<String>,
+    /// Check files, roles and permissions and say what a rotation would change; change nothing
+    #[arg(long, conflicts_with = "resume")]
+    pub dry_run: bool,
+    /// Finish (files already switching) or undo (before) an interrupted rotation
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// `rotate-db-creds` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RotateDbCredsCommand {
+    /// Show the credential rotation journal.
+    ///
+    /// Touches nothing.
+    #[command(after_long_help = "\
+Exit codes:
+   0  shown, nothing unfinished
+  64  usage error
+  65  journal unreadable
+  75  a rotation is unfinished (run --resume)
+  77  not root or ransomeye-admin
+  78  configuration error
+
+Example:
+  ransomeye-ops --json rotate-db-creds status")]
     Status,
 }
 

@@ -68,6 +68,45 @@ pub async fn run(
     Ok(ended)
 }
 
+/// Runs each command with [`run`], in order, each bounded by `timeout_secs`; stops at the first
+/// failure (69 naming it, `role` saying what kind of command it was: "[services] stop"), or at a
+/// signal when `interruptible` (75). Returns the commands run.
+pub async fn run_all(
+    commands: &[String],
+    timeout_secs: u64,
+    role: &str,
+    interruptible: bool,
+) -> Result<Vec<String>, OpsError> {
+    let mut done = Vec::new();
+    for command in commands {
+        if interruptible {
+            interrupt::check(format!("{role} stopped before `{command}`"))?;
+        }
+        match run(command, Duration::from_secs(timeout_secs), interruptible, role).await? {
+            Ended::Exited(s) if s.success() => done.push(command.clone()),
+            Ended::Exited(s) => {
+                return Err(OpsError::new(
+                    Exit::Unavailable,
+                    format!("{role} command `{command}` failed ({s})"),
+                ))
+            }
+            Ended::TimedOut => {
+                return Err(OpsError::new(
+                    Exit::Unavailable,
+                    format!("{role} command `{command}` did not finish within {timeout_secs} s and was killed"),
+                ))
+            }
+            Ended::Interrupted(signal) => {
+                return Err(interrupt::stopped(
+                    signal,
+                    format!("{role} command `{command}` was killed"),
+                ))
+            }
+        }
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

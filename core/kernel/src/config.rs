@@ -64,6 +64,9 @@ pub struct Config {
     /// `[alerts]`: where `alerts forward` sends alerts (docs/ALERTS.md).
     #[serde(default, skip_serializing_if = "Alerts::is_empty")]
     pub alerts: Alerts,
+    /// `[[credentials]]`: the services' database logins that `rotate-db-creds` rotates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<Credential>,
 }
 
 /// `[database]`
@@ -428,6 +431,94 @@ impl Alerts {
     }
 }
 
+/// `[[credentials]]`: one service's login to PostgreSQL, whose password `rotate-db-creds`
+/// rotates. `role` makes the strategy *single* (one role, its password changed in place);
+/// `roles` (two login roles) makes it *alternating* (the role the env files do not name gets
+/// the new password, then the files switch to it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// The role whose password rotates (strategy single).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Two login roles used in turn (strategy alternating).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// The `.env` files (dotenv syntax) the service reads its login from.
+    pub env_files: Vec<PathBuf>,
+    /// The keys in those files holding the login: a URL-valued key gets its password (and,
+    /// alternating, its user) replaced; any other key holds the bare password.
+    pub env_keys: Vec<String>,
+    /// Shell commands run (`sh -c`, bounded by `[services] timeout_secs`) once the files are
+    /// switched, so that the service reads them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart: Vec<String>,
+    /// A shell command that must succeed after the restart, else the rotation is undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+}
+
+impl Credential {
+    /// The roles of this entry: one (single) or two (alternating).
+    pub fn role_names(&self) -> Vec<&str> {
+        match (&self.role, &self.roles) {
+            (Some(role), _) => vec![role.as_str()],
+            (None, Some(roles)) => roles.iter().map(String::as_str).collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Whether the entry alternates between two roles.
+    pub fn is_alternating(&self) -> bool {
+        self.role.is_none() && self.roles.is_some()
+    }
+
+    /// What is wrong with the entry, if anything (without the `[[credentials]]` prefix).
+    fn problem(&self) -> Option<String> {
+        let names = match (&self.role, &self.roles) {
+            (Some(_), Some(_)) => {
+                return Some(
+                    "give either `role` (single) or `roles` (alternating), not both".into(),
+                )
+            }
+            (None, None) => return Some("`role` or `roles` is required".into()),
+            (Some(role), None) => vec![role.clone()],
+            (None, Some(roles)) if roles.len() != 2 || roles[0] == roles[1] => {
+                return Some(format!(
+                    "`roles` must name two different roles, not {roles:?}"
+                ))
+            }
+            (None, Some(roles)) => roles.clone(),
+        };
+        if let Some(bad) = names.iter().find(|n| !is_sql_identifier(n, false)) {
+            return Some(format!(
+                "role `{bad}` is not a plain role name (lowercase letters, digits, _)"
+            ));
+        }
+        if self.env_files.is_empty() {
+            return Some("`env_files` must name at least one file".into());
+        }
+        if let Some(file) = self.env_files.iter().find(|f| !f.is_absolute()) {
+            return Some(format!(
+                "env file {} is not an absolute path",
+                file.display()
+            ));
+        }
+        if self.env_keys.is_empty() {
+            return Some("`env_keys` must name at least one key".into());
+        }
+        let key_ok = |k: &str| {
+            let mut chars = k.chars();
+            matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if let Some(bad) = self.env_keys.iter().find(|k| !key_ok(k)) {
+            return Some(format!("`{bad}` is not an environment variable name"));
+        }
+        None
+    }
+}
+
 /// `[trust]`: the active trust root that agents verify updates against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -653,6 +744,16 @@ impl Config {
                 "timeout_secs",
                 "must be at least 1".into(),
             ));
+        }
+        for (index, credential) in self.credentials.iter().enumerate() {
+            if let Some(problem) = credential.problem() {
+                let role = credential.role_names().join(", ");
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    location: None,
+                    message: format!("[[credentials]] entry {} ({role}): {problem}", index + 1),
+                });
+            }
         }
         if self.trust.version == 0 {
             return Err(fail("trust", "version", "must be at least 1".into()));
@@ -931,6 +1032,33 @@ public_key = "{PK}"
         assert_eq!(c.archive.dir, PathBuf::from("/mnt/cold_storage"));
         assert_eq!(c.backup.dir, PathBuf::from("/var/backups"));
         assert_eq!(c.trust.version, 1);
+    }
+
+    #[test]
+    fn credentials_entries_decide_their_strategy_and_bad_ones_are_refused_naming_the_entry() {
+        let entry = |body: &str| {
+            format!("{}\n[[credentials]]\n{body}\nenv_files = [\"/etc/ransomeye/core.env\"]\nenv_keys = [\"DATABASE_URL\"]\n", sample())
+        };
+        let c = parse(&entry("role = \"core\"")).expect("single");
+        assert!(!c.credentials[0].is_alternating());
+        assert_eq!(c.credentials[0].role_names(), vec!["core"]);
+        let c = parse(&entry("roles = [\"core_a\", \"core_b\"]")).expect("alternating");
+        assert!(c.credentials[0].is_alternating());
+        let text = c.to_toml(Path::new("x.toml")).expect("serialise");
+        assert_eq!(parse(&text).expect("round trip"), c);
+        for (body, says) in [
+            ("role = \"a\"\nroles = [\"b\", \"c\"]", "not both"),
+            ("roles = [\"a\", \"a\"]", "two different roles"),
+            ("roles = [\"a\"]", "two different roles"),
+            ("role = \"Core;drop\"", "not a plain role name"),
+            ("", "`role` or `roles` is required"),
+        ] {
+            let err = parse(&entry(body)).expect_err(body).to_string();
+            assert!(
+                err.contains("[[credentials]] entry 1") && err.contains(says),
+                "{body}: {err}"
+            );
+        }
     }
 
     #[test]

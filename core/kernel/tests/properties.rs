@@ -163,6 +163,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
                 clean: Default::default(),
                 trust,
                 alerts: Default::default(),
+                credentials: Vec::new(),
             },
         )
 }

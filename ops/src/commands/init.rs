@@ -156,6 +156,7 @@ fn build_config(args: &InitArgs, keys: &KeyDir, signing: &SigningKey) -> Result<
             key_id: signing.id().to_string(),
             public_key: hex::encode(signing.public_key()),
         },
+        credentials: Vec::new(),
     };
     // The same validation a later load applies, so init never writes a config it would refuse.
     config.to_toml(Path::new("<command line>")).map_err(|e| {

@@ -10,6 +10,7 @@ pub mod health;
 pub mod init;
 pub mod logs;
 pub mod restore;
+pub mod rotate_db_creds;
 pub mod rotate_keys;
 pub mod tune;
 pub mod verify;
@@ -93,6 +94,9 @@ pub fn dispatch(cli: Cli) -> Result<u8, OpsError> {
         Command::Decrypt(args) => decrypt::run(&ctx, &args).map(|()| 0),
         Command::RotateKeys(args) => rotate_keys::run(&ctx, &args)
             .map_err(|e| e.with_guarantee("the active trust key is unchanged")),
+        Command::RotateDbCreds(args) => rotate_db_creds::run(&ctx, &args).map_err(|e| {
+            e.with_guarantee("the env files hold a password their role accepts (--resume finishes an interrupted rotation)")
+        }),
         Command::Health(args) => health::run(&ctx, &args),
         Command::Tune(args) => tune::run(&ctx, &args).map(|()| 0),
         Command::Logs(args) => logs::run(&ctx, &args).map(|()| 0),

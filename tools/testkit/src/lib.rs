@@ -10,12 +10,15 @@
 //! - [`sessions`]: the database sessions of a running command, and the locks a test holds
 //!   against it;
 //! - [`bus`]: [`OwnBus`], a nats-server of the test's own;
+//! - [`cluster`]: [`OwnPostgres`], a PostgreSQL cluster of the test's own with password logins
+//!   and a log the test reads;
 //! - [`net`]: ports nobody listens on, and a listener that never answers;
 //! - [`run`]: the binary runner ([`run()`], [`Running`], …) and the exit/stderr assertions of
 //!   [`Run`];
 //! - [`world`]: [`World`], one test's installation of `ransomeye-ops` (directories, config,
 //!   database);
 //! - [`agents`]: [`AgentSim`], `ransomeye-agent-sim` playing the agents;
+//! - [`standin`]: [`StandinService`], the stand-in service `rotate-db-creds` restarts;
 //! - [`root`]: what only root may do: switch users, create them, mount;
 //! - [`syslog`]: [`Rsyslog`], a real rsyslogd of the test's own (UDP, TCP, RELP, TLS inputs);
 //! - [`files`]: snapshots of a directory tree, to show that a command changed nothing.
@@ -25,6 +28,7 @@
 
 pub mod agents;
 pub mod bus;
+pub mod cluster;
 pub mod db;
 pub mod files;
 pub mod net;
@@ -33,12 +37,14 @@ pub mod run;
 pub mod runtime;
 pub mod services;
 pub mod sessions;
+pub mod standin;
 pub mod syslog;
 pub mod tls;
 pub mod world;
 
 pub use agents::{field, AgentSim};
 pub use bus::{stored_message, BusTls, OwnBus};
+pub use cluster::{ClusterOptions, OwnPostgres};
 pub use db::{with_database, TestDb};
 pub use files::{tree, Entry};
 pub use net::{closed_port, SilentServer};
@@ -49,6 +55,7 @@ pub use run::{finish, kill_after, run, run_within, spawn, stdout_bytes, Run, Run
 pub use runtime::block_on;
 pub use services::{database_url, nats_url, repo_root, services, Services};
 pub use sessions::{backends_of, hold_flock, hold_table_lock, until_backend};
+pub use standin::StandinService;
 pub use syslog::{is_probe, Rsyslog};
 pub use tls::{Issued, Pki, Role};
 pub use world::World;
