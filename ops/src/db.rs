@@ -220,11 +220,10 @@ pub struct Class {
 pub fn classify(e: &sqlx::Error) -> Class {
     match e {
         sqlx::Error::Database(db) => classify_sqlstate(db.code().as_deref().unwrap_or("")),
+        // rustls reports a refused certificate as an I/O error; its text tells it apart.
+        sqlx::Error::Io(io) if is_tls_failure(&io.to_string()) => TLS_FAILED,
         sqlx::Error::Io(io) => classify_io(io.kind()),
-        sqlx::Error::Tls(_) => Class {
-            exit: Exit::Unavailable,
-            hint: "the TLS connection to the database failed: check the server's certificate and the sslmode in [database] url",
-        },
+        sqlx::Error::Tls(_) => TLS_FAILED,
         sqlx::Error::PoolTimedOut
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolClosed
@@ -234,6 +233,20 @@ pub fn classify(e: &sqlx::Error) -> Class {
             hint: "this is a bug in ransomeye-ops; please report it with the message above",
         },
     }
+}
+
+/// A TLS handshake with the database that failed.
+const TLS_FAILED: Class = Class {
+    exit: Exit::Unavailable,
+    hint: "the TLS connection to the database failed: with sslmode=verify-full the server's certificate must chain to sslrootcert and carry the host name of [database] url; check sslmode, sslrootcert, sslcert and sslkey there",
+};
+
+/// Whether an I/O error's text is a TLS handshake's failure.
+fn is_tls_failure(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    ["certificate", "tls", "handshake"]
+        .iter()
+        .any(|w| text.contains(w))
 }
 
 /// The class of a SQLSTATE (PostgreSQL manual, appendix A).

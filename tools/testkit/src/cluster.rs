@@ -30,6 +30,9 @@ pub struct ClusterOptions {
     /// `pg_hba.conf` lines placed before the catch-all `host all all 127.0.0.1/32
     /// scram-sha-256` (e.g. a `reject` rule for one role).
     pub hba_before: Vec<String>,
+    /// `ssl = on` with this certificate and key (copied into the data directory, owned by the
+    /// server's user, key 0600 as PostgreSQL demands).
+    pub ssl: Option<crate::tls::Issued>,
 }
 
 impl Default for ClusterOptions {
@@ -38,6 +41,7 @@ impl Default for ClusterOptions {
             log_statement_all: true,
             extra_conf: Vec::new(),
             hba_before: Vec::new(),
+            ssl: None,
         }
     }
 }
@@ -104,6 +108,7 @@ impl OwnPostgres {
             "initdb",
         );
         std::fs::remove_file(&pwfile).expect("remove the password file");
+        cluster.install_ssl_files();
         cluster.write_conf();
         cluster.write_hba();
         for _attempt in 0..5 {
@@ -217,6 +222,25 @@ impl OwnPostgres {
         self.dir.path().join("data")
     }
 
+    /// Copies the `ssl` certificate and key into the data directory as the server's user.
+    fn install_ssl_files(&self) {
+        let Some(ssl) = &self.options.ssl else { return };
+        for (from, name) in [(&ssl.cert, "server.crt"), (&ssl.key, "server.key")] {
+            let to = self.data().join(name);
+            std::fs::copy(from, &to).expect("copy the server's TLS file");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod the server's TLS file");
+            if is_root() {
+                let status = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&to)
+                    .status()
+                    .expect("chown");
+                assert!(status.success(), "chown {} to postgres", to.display());
+            }
+        }
+    }
+
     fn write_conf(&self) {
         let mut conf = format!(
             "\n# --- ransomeye-testkit OwnPostgres ---\n\
@@ -233,6 +257,9 @@ impl OwnPostgres {
         );
         if self.options.log_statement_all {
             conf.push_str("log_statement = 'all'\n");
+        }
+        if self.options.ssl.is_some() {
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
         }
         for line in &self.options.extra_conf {
             conf.push_str(line);
