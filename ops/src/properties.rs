@@ -29,7 +29,7 @@ use crate::trust::TrustKeys;
 fn archive_body() -> impl Strategy<Value = archive::Body> {
     let text = any::<String>;
     (
-        (any::<u32>(), text(), text(), text(), text(), text()),
+        (any::<u32>(), file_name(), text(), text(), text(), text()),
         (
             any::<u64>(),
             any::<Option<i64>>(),
@@ -76,6 +76,12 @@ fn archive_body() -> impl Strategy<Value = archive::Body> {
                 rows_deleted,
             },
         )
+}
+
+/// A data file's name as a manifest may hold it: one plain path component (anything else is
+/// refused when the manifest is read).
+fn file_name() -> impl Strategy<Value = String> {
+    "[^/\\x00]{1,40}".prop_filter("a plain name", |s| s != "." && s != "..")
 }
 
 fn sealed_file() -> impl Strategy<Value = backup::SealedFile> {
