@@ -17,6 +17,7 @@ pub mod failpoint;
 pub mod follow;
 pub mod interrupt;
 pub mod jetstream;
+pub mod journal_file;
 pub mod open_files;
 pub mod pace;
 pub mod pg_tools;

@@ -9,13 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ransomeye_kernel::access::Ownership;
-use ransomeye_kernel::atomic_file::{write_atomic, Replace};
 use ransomeye_kernel::config::Credential;
-use ransomeye_kernel::{FileAction, PathError};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Exit, OpsError};
+use crate::error::OpsError;
+use crate::journal_file;
 
 /// File name of the journal in `[keys] dir`.
 pub const FILE_NAME: &str = "db-creds-journal.json";
@@ -133,23 +131,15 @@ impl Journal {
     /// Reads the journal in `dir` (empty when there is none).
     pub fn load(dir: &Path) -> Result<Journal, OpsError> {
         let path = dir.join(FILE_NAME);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Journal {
-                    rotations: Vec::new(),
-                    path,
-                })
-            }
-            Err(e) => return Err(PathError::new(FileAction::Read, &path, e).into()),
-        };
-        let mut journal: Journal = serde_json::from_slice(&text).map_err(|e| {
-            OpsError::new(
-                Exit::Data,
-                format!("{}: not a credential rotation journal: {e}", path.display()),
-            )
-            .hint("restore it from a backup, or move it aside once `status` of every service shows it works")
-        })?;
+        let journal: Option<Journal> = journal_file::read(
+            &path,
+            "credential rotation journal",
+            "restore it from a backup, or move it aside once `status` of every service shows it works",
+        )?;
+        let mut journal = journal.unwrap_or(Journal {
+            rotations: Vec::new(),
+            path: PathBuf::new(),
+        });
         journal.path = path;
         Ok(journal)
     }
@@ -178,15 +168,7 @@ impl Journal {
         }
         let excess = self.rotations.len().saturating_sub(KEEP);
         self.rotations.drain(..excess);
-        let text = serde_json::to_vec_pretty(&self)
-            .map_err(|e| OpsError::new(Exit::Software, format!("serialising the journal: {e}")))?;
-        write_atomic(
-            &self.path,
-            &text,
-            Ownership::secret_file(),
-            Replace::Allowed,
-        )?;
-        Ok(())
+        journal_file::write(&self.path, &self)
     }
 }
 

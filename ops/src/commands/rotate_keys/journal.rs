@@ -10,13 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ransomeye_kernel::access::Ownership;
-use ransomeye_kernel::atomic_file::{write_atomic, Replace};
-use ransomeye_kernel::{FileAction, PathError};
 use ransomeye_trust::TrustUpdate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Exit, OpsError};
+use crate::journal_file;
 
 /// File name of the journal in the keys directory.
 pub const FILE_NAME: &str = "rotation-journal.json";
@@ -140,23 +138,15 @@ impl Journal {
     /// Reads the journal in `keys_dir`; an absent file is an empty journal.
     pub fn load(keys_dir: &Path) -> Result<Journal, OpsError> {
         let path = keys_dir.join(FILE_NAME);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Journal {
-                    rotations: Vec::new(),
-                    path,
-                })
-            }
-            Err(e) => return Err(PathError::new(FileAction::Read, &path, e).into()),
-        };
-        let mut journal: Journal = serde_json::from_slice(&text).map_err(|e| {
-            OpsError::new(
-                Exit::Data,
-                format!("{}: not a valid rotation journal: {e}", path.display()),
-            )
-            .hint("restore it from backup, or move it away if no rotation is in progress (`rotate-keys status` shows the keys)")
-        })?;
+        let journal: Option<Journal> = journal_file::read(
+            &path,
+            "rotation journal",
+            "restore it from backup, or move it away if no rotation is in progress (`rotate-keys status` shows the keys)",
+        )?;
+        let mut journal = journal.unwrap_or(Journal {
+            rotations: Vec::new(),
+            path: PathBuf::new(),
+        });
         journal.path = path;
         Ok(journal)
     }
@@ -200,16 +190,7 @@ impl Journal {
     }
 
     fn write(&self) -> Result<(), OpsError> {
-        let text = serde_json::to_vec_pretty(self).map_err(|e| {
-            OpsError::new(Exit::Software, format!("cannot serialise the journal: {e}"))
-        })?;
-        write_atomic(
-            &self.path,
-            &text,
-            Ownership::secret_file(),
-            Replace::Allowed,
-        )?;
-        Ok(())
+        journal_file::write(&self.path, self)
     }
 }
 
