@@ -74,3 +74,33 @@ impl Bus {
             .map_err(|e| self.unavailable(format!("{subject}: reply is not JSON: {e}")))
     }
 }
+
+/// A stream's limits: bounded in bytes, age and message size, with a duplicate window, and
+/// refusing new messages when full rather than dropping old ones (`discard: new`): a message
+/// still needed (an unforwarded alert, a pending trust update) is never discarded for room.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `max_bytes`.
+    pub max_bytes: i64,
+    /// `max_age`.
+    pub max_age: Duration,
+    /// `max_msg_size`.
+    pub max_msg_size: i64,
+    /// `duplicate_window`: a message id seen within it is stored once.
+    pub duplicate_window: Duration,
+}
+
+impl Limits {
+    /// The limits as JetStream's stream configuration spells them (durations in nanoseconds).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "retention": "limits",
+            "discard": "new",
+            "max_msgs": -1,
+            "max_bytes": self.max_bytes,
+            "max_age": self.max_age.as_nanos() as u64,
+            "max_msg_size": self.max_msg_size,
+            "duplicate_window": self.duplicate_window.as_nanos() as u64,
+        })
+    }
+}

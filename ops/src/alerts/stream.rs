@@ -37,19 +37,18 @@ pub const ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// The stream's configuration, as JetStream spells it (nanoseconds).
 fn stream_config() -> Value {
-    json!({
-        "name": STREAM,
-        "subjects": [SUBJECTS],
-        "storage": "file",
-        "num_replicas": 1,
-        "retention": "limits",
-        "discard": "new",
-        "max_msgs": -1,
-        "max_bytes": MAX_BYTES,
-        "max_age": MAX_AGE.as_nanos() as u64,
-        "max_msg_size": MAX_MSG_SIZE,
-        "duplicate_window": DUPLICATE_WINDOW.as_nanos() as u64,
-    })
+    let mut config = crate::jetstream::Limits {
+        max_bytes: MAX_BYTES,
+        max_age: MAX_AGE,
+        max_msg_size: MAX_MSG_SIZE,
+        duplicate_window: DUPLICATE_WINDOW,
+    }
+    .to_json();
+    config["name"] = json!(STREAM);
+    config["subjects"] = json!([SUBJECTS]);
+    config["storage"] = json!("file");
+    config["num_replicas"] = json!(1);
+    config
 }
 
 /// Makes sure the stream exists (created with [`stream_config`]'s limits when missing; an

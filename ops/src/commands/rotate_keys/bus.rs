@@ -43,15 +43,13 @@ pub const REPUBLISH_EVERY: Duration = Duration::from_secs(5);
 
 /// The stream's limits, as JetStream's stream configuration spells them (nanoseconds).
 fn stream_limits() -> Value {
-    json!({
-        "retention": "limits",
-        "discard": "new",
-        "max_msgs": -1,
-        "max_bytes": MAX_BYTES,
-        "max_age": MAX_AGE.as_nanos() as u64,
-        "max_msg_size": MAX_MSG_SIZE,
-        "duplicate_window": DUPLICATE_WINDOW.as_nanos() as u64,
-    })
+    crate::jetstream::Limits {
+        max_bytes: MAX_BYTES,
+        max_age: MAX_AGE,
+        max_msg_size: MAX_MSG_SIZE,
+        duplicate_window: DUPLICATE_WINDOW,
+    }
+    .to_json()
 }
 
 /// Whether an existing stream's configuration lacks the limits of [`stream_limits`].
