@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{repo_root, run, ClusterOptions, OwnPostgres, Pki, Role, World, BIN};
+use common::{run, ClusterOptions, OwnPostgres, Pki, Role, World, BIN};
 
 /// A cluster that accepts only TLS connections, with the platform's schema, and its CA.
 fn tls_cluster() -> (OwnPostgres, Pki) {
@@ -18,26 +18,14 @@ fn tls_cluster() -> (OwnPostgres, Pki) {
         hba_before: vec!["hostnossl all all 127.0.0.1/32 reject".into()],
         ..ClusterOptions::default()
     });
-    let schema = std::fs::read_to_string(repo_root().join("schema/platform.sql")).expect("schema");
-    pg.execute(&schema);
+    pg.load_platform_schema();
     (pg, pki)
 }
 
 /// A world whose `[database] url` is `url`.
 fn world_on(url: &str) -> World {
     let w = World::initialised(BIN);
-    w.edit_config(|text| {
-        text.lines()
-            .map(|l| {
-                if l.starts_with("url = \"postgres") {
-                    format!("url = {url:?}")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    w.set_database_url(url);
     w
 }
 

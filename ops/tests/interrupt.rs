@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{run, Running, TestDb, World, BIN};
+use common::{run, ClusterOptions, OwnPostgres, Running, TestDb, World, BIN};
 use nix::sys::signal::Signal;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -193,9 +193,18 @@ fn an_interrupted_drill_drops_its_scratch_database() {
     }
 }
 
+/// On a server of its own: every drill removes killed drills' leftovers server-wide, so a drill
+/// of a test running beside this one would take away the leftover this test is about.
 #[test]
 fn the_next_drill_removes_a_killed_drills_leftover_and_nothing_else() {
-    let (w, _) = world_with_backup();
+    let pg = OwnPostgres::start_with(ClusterOptions {
+        log_statement_all: false,
+        ..ClusterOptions::default()
+    });
+    pg.load_platform_schema();
+    let w = World::initialised(BIN);
+    w.set_database_url(&pg.superuser_url());
+    run(w.ops().arg("backup")).expect_code(0);
     // A drill killed by SIGKILL: nothing of it runs to clean up.
     let mut r = Running::start(
         w.ops()
@@ -204,8 +213,7 @@ fn the_next_drill_removes_a_killed_drills_leftover_and_nothing_else() {
     );
     r.wait_for("failpoint restore-before-pg-restore: paused");
     let pid = r.pid();
-    let leftover = w
-        .db()
+    let leftover = pg
         .databases("ransomeye_drill_")
         .into_iter()
         .find(|n| n.ends_with(&format!("_{pid}")))
@@ -215,21 +223,21 @@ fn the_next_drill_removes_a_killed_drills_leftover_and_nothing_else() {
     // Its database session ends once the server notices the closed connection.
     let app = format!("ransomeye-ops drill pid {pid}");
     for _ in 0..500 {
-        let sessions = w.db().int(&format!(
-            "select count(*)::int8 from pg_stat_activity where application_name = '{app}'"
+        let sessions = pg.text(&format!(
+            "select count(*)::text from pg_stat_activity where application_name = '{app}'"
         ));
-        if sessions == 0 {
+        if sessions == "0" {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(w.db().databases(&leftover), std::slice::from_ref(&leftover));
+    assert_eq!(pg.databases(&leftover), std::slice::from_ref(&leftover));
 
     // Look-alikes the drill must leave alone: one without the mark, and one whose creator (this
     // test's own session) is alive.
     let unmarked = format!("ransomeye_drill_unmarked_{}", std::process::id());
     let alive = format!("ransomeye_drill_alive_{}", std::process::id());
-    let admin_url = common::services().database_url;
+    let admin_url = pg.superuser_url();
     // The "alive" creator's session stays open across the drill: its own runtime, used in steps.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -262,9 +270,9 @@ fn the_next_drill_removes_a_killed_drills_leftover_and_nothing_else() {
             .is_some_and(|a| a.iter().any(|n| n == leftover.as_str())),
         "{removed}"
     );
-    assert_eq!(w.db().databases(&leftover), Vec::<String>::new());
-    assert_eq!(w.db().databases(&unmarked), std::slice::from_ref(&unmarked));
-    assert_eq!(w.db().databases(&alive), std::slice::from_ref(&alive));
+    assert_eq!(pg.databases(&leftover), Vec::<String>::new());
+    assert_eq!(pg.databases(&unmarked), std::slice::from_ref(&unmarked));
+    assert_eq!(pg.databases(&alive), std::slice::from_ref(&alive));
     for name in [&unmarked, &alive] {
         sql(format!("drop database {name} with (force)"));
     }

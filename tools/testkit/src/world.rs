@@ -104,6 +104,27 @@ impl World {
         std::fs::write(&self.config, edit(text)).expect("write config");
     }
 
+    /// Points `[database] url` at `url` (another server: an [`crate::OwnPostgres`]).
+    #[track_caller]
+    pub fn set_database_url(&self, url: &str) {
+        self.edit_config(|text| {
+            let mut replaced = 0;
+            let out: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("url = \"postgres") {
+                        replaced += 1;
+                        format!("url = {url:?}")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect();
+            assert_eq!(replaced, 1, "one [database] url line in:\n{text}");
+            out.join("\n") + "\n"
+        });
+    }
+
     /// Writes a second configuration `etc/<name>`: this world's with `from` replaced by `to`
     /// (which must occur); returns its path. As from another host sharing the database.
     #[track_caller]
