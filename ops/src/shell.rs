@@ -147,12 +147,20 @@ mod tests {
             .trim()
             .parse()
             .expect("pid");
-        // The grandchild was killed with the group: at most a zombie awaiting its reaper.
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let alive = state
-            .rsplit(") ")
-            .next()
-            .is_some_and(|rest| !rest.starts_with('Z') && !rest.is_empty());
-        assert!(!alive, "sleep {pid} survived the timeout: {state}");
+        // The grandchild was killed with the group. SIGKILL is delivered asynchronously: wait (a
+        // bounded while) until it is gone or a zombie awaiting its reaper.
+        let gone = |pid: i32| {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            state.is_empty()
+                || state
+                    .rsplit(") ")
+                    .next()
+                    .is_some_and(|r| r.starts_with('Z'))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !gone(pid) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert!(gone(pid), "sleep {pid} survived the timeout");
     }
 }
