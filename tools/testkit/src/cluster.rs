@@ -171,23 +171,12 @@ impl OwnPostgres {
     /// Loads the platform's schema (`schema/platform.sql`) into database `postgres`, for a
     /// world whose `[database] url` is this cluster's.
     pub fn load_platform_schema(&self) {
-        let schema =
-            std::fs::read_to_string(crate::services::repo_root().join("schema/platform.sql"))
-                .expect("read schema/platform.sql");
-        self.execute(&schema);
+        self.execute(&crate::db::platform_schema());
     }
 
     /// The databases whose names start with `prefix`, sorted.
     pub fn databases(&self, prefix: &str) -> Vec<String> {
-        let names = self.text(&format!(
-            "select coalesce(string_agg(datname, ',' order by datname), '') from pg_database \
-             where starts_with(datname, '{prefix}')"
-        ));
-        names
-            .split(',')
-            .filter(|n| !n.is_empty())
-            .map(String::from)
-            .collect()
+        crate::db::databases_via(prefix, |sql| self.text(sql))
     }
 
     /// One text value from a query run as the superuser.

@@ -27,8 +27,7 @@ impl TestDb {
     #[allow(clippy::new_without_default)]
     pub fn new() -> TestDb {
         let admin_url = database_url();
-        let schema = std::fs::read_to_string(repo_root().join("schema/platform.sql"))
-            .expect("schema/platform.sql");
+        let schema = platform_schema();
         let digest = ring::digest::digest(&ring::digest::SHA256, schema.as_bytes());
         let template = format!("ransomeye_tpl_{}", &hex::encode(digest.as_ref())[..12]);
         // One process creates the template; the others wait on this lock, then copy it.
@@ -117,15 +116,7 @@ impl TestDb {
 
     /// Names of the databases on the server that start with `prefix`, sorted.
     pub fn databases(&self, prefix: &str) -> Vec<String> {
-        let names = self.text(&format!(
-            "select coalesce(string_agg(datname, ',' order by datname), '') from pg_database \
-             where starts_with(datname, '{prefix}')"
-        ));
-        names
-            .split(',')
-            .filter(|n| !n.is_empty())
-            .map(str::to_string)
-            .collect()
+        databases_via(prefix, |sql| self.text(sql))
     }
 
     /// Runs a query returning one value of type `T`.
@@ -201,4 +192,23 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("random");
     hex::encode(b)
+}
+
+/// The platform's schema, `schema/platform.sql`.
+pub(crate) fn platform_schema() -> String {
+    std::fs::read_to_string(repo_root().join("schema/platform.sql")).expect("schema/platform.sql")
+}
+
+/// Names of the databases starting with `prefix`, sorted, asked through `text` (one text value
+/// from a query, on whichever server).
+pub(crate) fn databases_via(prefix: &str, text: impl FnOnce(&str) -> String) -> Vec<String> {
+    let names = text(&format!(
+        "select coalesce(string_agg(datname, ',' order by datname), '') from pg_database \
+         where starts_with(datname, '{prefix}')"
+    ));
+    names
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
 }
